@@ -1,0 +1,45 @@
+# runcts: build, install and test the containerd shim.
+PREFIX ?= /usr/local
+LIBDIR  = $(PREFIX)/lib/runcts
+NODE_GYP = node $(shell dirname $$(readlink -f $$(which npm)))/../node_modules/node-gyp/bin/node-gyp.js
+
+.PHONY: all deps build addon ts install uninstall test test-unit test-integration clean
+
+all: build
+
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund
+
+deps: node_modules/.package-lock.json
+
+addon: deps
+	cd addon && $(NODE_GYP) rebuild
+
+ts: deps
+	npx tsc -p tsconfig.json
+
+build: addon ts
+
+install: build
+	rm -rf $(LIBDIR)
+	mkdir -p $(LIBDIR) $(PREFIX)/bin
+	cp -r bin dist proto package.json package-lock.json $(LIBDIR)/
+	mkdir -p $(LIBDIR)/addon/build/Release
+	cp addon/build/Release/runcts_native.node $(LIBDIR)/addon/build/Release/
+	cd $(LIBDIR) && npm ci --omit=dev --no-audit --no-fund --ignore-scripts
+	ln -sf $(LIBDIR)/bin/containerd-shim-runcts-v2 $(PREFIX)/bin/containerd-shim-runcts-v2
+
+uninstall:
+	rm -rf $(LIBDIR) $(PREFIX)/bin/containerd-shim-runcts-v2
+
+test: build
+	npx tap dist/test/unit dist/test/integration
+
+test-unit: build
+	npx tap dist/test/unit
+
+test-integration: build
+	npx tap dist/test/integration
+
+clean:
+	rm -rf dist addon/build
