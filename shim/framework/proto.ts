@@ -15,6 +15,8 @@ export const PROTO_FILES = [
   'containerd/events/task.proto',
   'containerd/services/ttrpc/events/v1/events.proto',
   'containerd/runc/options/oci.proto',
+  'cgroups/stats/v1/metrics.proto',
+  'cgroups/stats/v2/metrics.proto',
 ];
 
 let root: protobuf.Root | undefined;
