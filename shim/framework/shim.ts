@@ -1,0 +1,135 @@
+// The shim v2 CLI contract: `start`, `delete`, `-v` and the long-running daemon, for any Manager.
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as path from 'node:path';
+import { FlagError, parseFlags, type ShimFlags } from './flags';
+import { openFifoLogger, silentLogger, type Logger } from './logger';
+import { native } from './native';
+import { messageType } from './proto';
+import { RemotePublisher, toTimestamp, type Publisher } from './publisher';
+import { Reaper } from './reaper';
+import { readAddress, removeSocket } from './socket';
+import { TtrpcServer } from './ttrpc';
+
+export const VERSION = '0.1.0';
+
+export interface StopStatus {
+  pid: number;
+  exitStatus: number;
+  exitedAt: Date;
+}
+
+/** What the daemon hands to the implementation: no globals, everything injected. */
+export interface ServeContext {
+  flags: ShimFlags;
+  bundle: string;
+  log: Logger;
+  server: TtrpcServer;
+  publisher: Publisher;
+  reaper: Reaper;
+  /** Ask the daemon to stop serving and exit (after in-flight requests and queued events). */
+  shutdown(): void;
+}
+
+export interface Manager {
+  /** Binary name shown by -v. */
+  name: string;
+  /** `start`: make sure a daemon serves this container; returns the address to print. */
+  start(flags: ShimFlags, bundle: string, runtimeOptions: Buffer): Promise<string>;
+  /** `delete`: clean up after a dead daemon. */
+  stop(flags: ShimFlags, bundle: string, reaper: Reaper, log: Logger): Promise<StopStatus>;
+  /** Daemon: register services on ctx.server. */
+  serve(ctx: ServeContext): Promise<void>;
+}
+
+export async function runShim(manager: Manager, argv = process.argv.slice(2)): Promise<number> {
+  let flags: ShimFlags;
+  try {
+    flags = parseFlags(argv);
+  } catch (err) {
+    if (err instanceof FlagError) {
+      process.stderr.write(`${err.message}\n`);
+      return 2;
+    }
+    throw err;
+  }
+  if (flags.version) {
+    process.stdout.write(`${manager.name}:\n  Version:  ${VERSION}\n  Node.js:  ${process.version}\n\n`);
+    return 0;
+  }
+  if (!flags.namespace) {
+    process.stderr.write('shim namespace cannot be empty\n');
+    return 1;
+  }
+  const bundle = flags.bundle || process.cwd();
+  switch (flags.action) {
+    case 'start': {
+      const address = await manager.start(flags, bundle, readStdin());
+      process.stdout.write(address);
+      return 0;
+    }
+    case 'delete': {
+      const reaper = Reaper.start(native());
+      const ss = await manager.stop(flags, bundle, reaper, silentLogger());
+      reaper.stop();
+      const t = messageType('containerd.task.v2.DeleteResponse');
+      const out = t.encode(t.fromObject({ pid: ss.pid, exit_status: ss.exitStatus, exited_at: toTimestamp(ss.exitedAt) })).finish();
+      await new Promise<void>((resolve, reject) => process.stdout.write(out, (err) => (err ? reject(err) : resolve())));
+      return 0;
+    }
+    case '':
+      return serve(manager, flags, bundle);
+    default:
+      process.stderr.write(`unknown action ${JSON.stringify(flags.action)}\n`);
+      return 2;
+  }
+}
+
+/** containerd passes the runtime options (a protobuf Any) on stdin to `start`. */
+function readStdin(): Buffer {
+  try {
+    if (fs.fstatSync(0).isCharacterDevice()) return Buffer.alloc(0); // run by hand on a terminal
+    return fs.readFileSync(0);
+  } catch {
+    return Buffer.alloc(0);
+  }
+}
+
+async function serve(manager: Manager, flags: ShimFlags, bundle: string): Promise<number> {
+  const log = openFifoLogger(path.join(bundle, 'log'), flags.debug, { namespace: flags.namespace, id: flags.id });
+  process.on('uncaughtException', (err) => {
+    log.fatal({ err }, 'uncaught exception');
+    process.exit(1);
+  });
+  process.on('unhandledRejection', (err) => log.error({ err }, 'unhandled rejection'));
+
+  const reaper = Reaper.start(native(), log);
+  const publisher = new RemotePublisher(process.env.TTRPC_ADDRESS ?? '', log);
+  const server = new TtrpcServer({ logger: log });
+
+  let requestShutdown!: () => void;
+  const shutdownRequested = new Promise<void>((resolve) => { requestShutdown = resolve; });
+  process.on('SIGTERM', () => requestShutdown());
+  process.on('SIGINT', () => requestShutdown());
+
+  await manager.serve({ flags, bundle, log, server, publisher, reaper, shutdown: () => requestShutdown() });
+
+  const listener = net.createServer();
+  await new Promise<void>((resolve, reject) => {
+    listener.once('error', reject);
+    // fd 3 is the socket `start` bound and listened on before publishing its address.
+    listener.listen(flags.socket ? { path: flags.socket } : { fd: 3 }, () => resolve());
+  });
+  server.serve(listener);
+  log.info({ bundle }, 'shim serving');
+
+  await shutdownRequested;
+  log.info('shim shutting down');
+  listener.close();
+  await server.shutdown();
+  const address = readAddress(bundle);
+  if (address) removeSocket(address);
+  await publisher.close(5000);
+  reaper.stop();
+  return 0;
+}

@@ -1,0 +1,46 @@
+// What `delete` needs after a crash, persisted atomically in the bundle at create time (STYLE 6).
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { writeFileAtomic } from '../framework/socket';
+
+/** containerd.runc.v1.Options as JSON, with the Go shim's file name and snake_case keys. */
+export interface RuncOptions {
+  binary_name?: string;
+  root?: string;
+  systemd_cgroup?: boolean;
+  no_pivot_root?: boolean;
+  no_new_keyring?: boolean;
+  criu_path?: string;
+  shim_cgroup?: string;
+  io_uid?: number;
+  io_gid?: number;
+}
+
+const OPTIONS_FILE = 'options.json';
+const RUNTIME_FILE = 'runtime';
+
+export function writeBundleState(bundle: string, options: RuncOptions): void {
+  writeFileAtomic(path.join(bundle, OPTIONS_FILE), JSON.stringify(options), 0o600);
+  // The Go shim writes the runtime binary name separately too; keep the same files for tools that read them.
+  writeFileAtomic(path.join(bundle, RUNTIME_FILE), options.binary_name ?? '', 0o600);
+}
+
+export function readBundleState(bundle: string): { options: RuncOptions } {
+  try {
+    return { options: JSON.parse(fs.readFileSync(path.join(bundle, OPTIONS_FILE), 'utf8')) as RuncOptions };
+  } catch {
+    return { options: {} };
+  }
+}
+
+/** True when the spec gives the container its own pid namespace (then runc kills its children with it). */
+export function hasOwnPidNamespace(bundle: string): boolean {
+  try {
+    const spec = JSON.parse(fs.readFileSync(path.join(bundle, 'config.json'), 'utf8')) as {
+      linux?: { namespaces?: Array<{ type: string; path?: string }> };
+    };
+    return (spec.linux?.namespaces ?? []).some((ns) => ns.type === 'pid' && !ns.path);
+  } catch {
+    return true;
+  }
+}

@@ -1,0 +1,143 @@
+// A process's stdio: pipes between the container and the shim, copied to and from containerd's paths.
+//
+// The container writes into pipes we own, never into containerd's fifos directly, so it keeps running
+// when containerd (and the fifo readers) go away. Copies use stream piping: a slow reader stalls the
+// pipe, which stalls the container (backpressure, DESIGN lesson 4); EOF is always propagated.
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import { pipeline } from 'node:stream';
+import type { Writable, Readable } from 'node:stream';
+import { native } from '../framework/native';
+
+export interface StdioPaths {
+  stdin: string;
+  stdout: string;
+  stderr: string;
+  terminal: boolean;
+}
+
+type Destination = { kind: 'null' } | { kind: 'fifo' } | { kind: 'file' };
+
+function destinationOf(p: string): Destination {
+  if (!p) return { kind: 'null' };
+  try {
+    if (fs.statSync(p).isFIFO()) return { kind: 'fifo' };
+  } catch {
+    /* not there yet: a plain file to create */
+  }
+  return { kind: 'file' };
+}
+
+function openWritable(p: string, kind: Destination['kind']): Writable {
+  if (kind === 'fifo') {
+    // O_RDWR never blocks on a fifo, and holding a read end keeps it writable if containerd restarts.
+    const fd = fs.openSync(p, fs.constants.O_RDWR);
+    return new net.Socket({ fd, readable: false, writable: true });
+  }
+  return fs.createWriteStream(p, { flags: 'a' });
+}
+
+export class ProcessIO {
+  /** Child-side fds for runc: [stdin, stdout, stderr]; -1 is /dev/null. */
+  readonly childFds: [number, number, number] = [-1, -1, -1];
+  /** Our ends of the pipes. */
+  private readonly parentFds: [number, number, number] = [-1, -1, -1];
+  private copies: Promise<void>[] = [];
+  private streams: Array<Readable | Writable> = [];
+  /** Our write end of the stdin fifo: the container sees stdin EOF only after CloseIO closes it. */
+  private stdinHold = -1;
+
+  private constructor(readonly paths: StdioPaths) {}
+
+  static create(paths: StdioPaths): ProcessIO {
+    const io = new ProcessIO(paths);
+    try {
+      if (paths.stdin) [io.childFds[0], io.parentFds[0]] = native().pipe();
+      if (paths.stdout) [io.parentFds[1], io.childFds[1]] = native().pipe();
+      if (paths.stderr) [io.parentFds[2], io.childFds[2]] = native().pipe();
+    } catch (err) {
+      io.close();
+      throw err;
+    }
+    return io;
+  }
+
+  /** After runc has its copies: close ours of the child ends, or EOF would never come. */
+  closeChildEnds(): void {
+    for (let i = 0; i < 3; i++) {
+      if (this.childFds[i] >= 0) fs.closeSync(this.childFds[i]);
+      this.childFds[i] = -1;
+    }
+  }
+
+  /** Start copying between containerd's paths and the pipes. */
+  startCopy(): void {
+    const [inFd, outFd, errFd] = this.parentFds;
+    this.parentFds.fill(-1);
+    const out = destinationOf(this.paths.stdout);
+    const err = destinationOf(this.paths.stderr);
+    let sharedFile: Writable | undefined;
+    if (outFd >= 0) {
+      const dst = openWritable(this.paths.stdout, out.kind);
+      if (out.kind === 'file' && this.paths.stdout === this.paths.stderr) sharedFile = dst;
+      this.copy(new net.Socket({ fd: outFd, readable: true, writable: false }), dst, sharedFile !== undefined);
+    }
+    if (errFd >= 0) {
+      const dst = sharedFile ?? openWritable(this.paths.stderr, err.kind);
+      this.copy(new net.Socket({ fd: errFd, readable: true, writable: false }), dst, false);
+    }
+    if (inFd >= 0) {
+      const src = fs.openSync(this.paths.stdin, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+      this.stdinHold = fs.openSync(this.paths.stdin, fs.constants.O_WRONLY | fs.constants.O_NONBLOCK);
+      const reader = new net.Socket({ fd: src, readable: true, writable: false });
+      const writer = new net.Socket({ fd: inFd, readable: false, writable: true });
+      this.streams.push(reader, writer);
+      pipeline(reader, writer, () => { /* EPIPE when the process is gone: nothing to deliver to */ });
+    }
+  }
+
+  private copy(src: Readable, dst: Writable, keepOpen: boolean): void {
+    this.streams.push(src, dst);
+    this.copies.push(new Promise<void>((resolve) => {
+      if (keepOpen) {
+        // stdout and stderr share one file: the second copy ends it.
+        src.pipe(dst, { end: false });
+        src.once('end', () => resolve());
+        src.once('error', () => resolve());
+      } else {
+        pipeline(src, dst, () => resolve());
+      }
+    }));
+  }
+
+  /** Resolves when stdout and stderr reached EOF and were flushed, or after `timeoutMs` (a background child may hold the pipe forever). */
+  async drained(timeoutMs: number): Promise<boolean> {
+    if (this.copies.length === 0) return true;
+    let timer: NodeJS.Timeout | undefined;
+    const done = await Promise.race([
+      Promise.all(this.copies).then(() => true),
+      new Promise<boolean>((resolve) => { timer = setTimeout(() => resolve(false), timeoutMs); }),
+    ]);
+    clearTimeout(timer);
+    return done;
+  }
+
+  closeStdin(): void {
+    if (this.stdinHold >= 0) {
+      fs.closeSync(this.stdinHold);
+      this.stdinHold = -1;
+    }
+  }
+
+  close(): void {
+    this.closeStdin();
+    for (const fds of [this.childFds, this.parentFds]) {
+      for (let i = 0; i < 3; i++) {
+        if (fds[i] >= 0) fs.closeSync(fds[i]);
+        fds[i] = -1;
+      }
+    }
+    for (const s of this.streams) s.destroy();
+    this.streams = [];
+  }
+}

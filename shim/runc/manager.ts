@@ -1,0 +1,121 @@
+// The short-lived side of the runc shim: `start` (find or launch the daemon) and `delete` (cleanup).
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { daemonArgs, type ShimFlags } from '../framework/flags';
+import type { Logger } from '../framework/logger';
+import { native } from '../framework/native';
+import type { Reaper } from '../framework/reaper';
+import type { Manager, ServeContext, StopStatus } from '../framework/shim';
+import {
+  SOCKET_DIR, canConnect, listenUnix, removeSocket, serverFd, socketAddress, socketPath, writeAddress,
+} from '../framework/socket';
+import { readBundleState } from './bundle';
+import { unmountAll } from './mount';
+import { Runc } from './runc';
+import { TaskService } from './service';
+
+/** Annotations that put a container into an existing shim's group (as containerd's Go shim reads them). */
+const GROUP_ANNOTATIONS = ['io.containerd.runc.v2.group', 'io.kubernetes.cri.sandbox-id'];
+
+export const SHIM_NAME = 'containerd-shim-runcts-v2';
+const SIGKILL = 9;
+
+export class RuncManager implements Manager {
+  readonly name = SHIM_NAME;
+
+  async start(flags: ShimFlags, bundle: string, _runtimeOptions: Buffer): Promise<string> {
+    const group = groupOf(bundle) ?? flags.id;
+    const address = socketAddress(flags.address, flags.namespace, group);
+    const sock = socketPath(address);
+    fs.mkdirSync(SOCKET_DIR, { recursive: true, mode: 0o700 });
+
+    // Serialise starts on this host: two starts of one group must end with one daemon, and a
+    // stale socket must be replaced by exactly one of them.
+    const lockFd = fs.openSync(SOCKET_DIR, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
+    try {
+      native().lockExclusive(lockFd);
+      let listener;
+      try {
+        listener = await listenUnix(sock);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw new Error(`create new shim socket: ${String(err)}`);
+        if (await canConnect(sock)) {
+          writeAddress(bundle, address);
+          return address;
+        }
+        removeSocket(address);
+        listener = await listenUnix(sock);
+      }
+      try {
+        fs.chmodSync(sock, 0o600);
+        // The address is published only once the socket listens (DESIGN lesson 2).
+        writeAddress(bundle, address);
+        native().spawn({
+          file: process.execPath,
+          // argv[0] names the shim so `ps` shows what it is.
+          args: [SHIM_NAME, ...process.execArgv, process.argv[1], ...daemonArgs(flags)],
+          env: Object.entries(process.env).map(([k, v]) => `${k}=${v ?? ''}`),
+          cwd: bundle,
+          // The daemon must not hold start's stdout/stderr: containerd waits for both to close.
+          fds: [-1, -1, -1, serverFd(listener)],
+          setsid: true,
+        });
+      } catch (err) {
+        removeSocket(address);
+        throw err;
+      } finally {
+        listener.close();
+      }
+      return address;
+    } finally {
+      fs.closeSync(lockFd);
+    }
+  }
+
+  async stop(flags: ShimFlags, bundle: string, reaper: Reaper, log: Logger): Promise<StopStatus> {
+    const state = readBundleState(bundle);
+    const runc = new Runc({
+      binary: state.options.binary_name || 'runc',
+      root: Runc.rootFor(state.options.root, flags.namespace),
+      bundle,
+      reaper,
+      debug: flags.debug,
+    });
+    try {
+      await runc.delete(flags.id, { force: true });
+    } catch (err) {
+      log.warn({ err }, 'failed to remove runc container');
+    }
+    try {
+      unmountAll(path.join(bundle, 'rootfs'));
+    } catch (err) {
+      log.warn({ err }, 'failed to cleanup rootfs mount');
+    }
+    let pid = 0;
+    try {
+      pid = Number.parseInt(fs.readFileSync(path.join(bundle, 'init.pid'), 'utf8'), 10) || 0;
+    } catch {
+      /* the container may never have been created */
+    }
+    return { pid, exitStatus: 128 + SIGKILL, exitedAt: new Date() };
+  }
+
+  async serve(ctx: ServeContext): Promise<void> {
+    const service = new TaskService(ctx);
+    service.register(ctx.server);
+  }
+}
+
+function groupOf(bundle: string): string | undefined {
+  let spec: { annotations?: Record<string, string> };
+  try {
+    spec = JSON.parse(fs.readFileSync(path.join(bundle, 'config.json'), 'utf8'));
+  } catch {
+    return undefined;
+  }
+  for (const a of GROUP_ANNOTATIONS) {
+    const v = spec.annotations?.[a];
+    if (v) return v;
+  }
+  return undefined;
+}
