@@ -21,7 +21,7 @@ rootfs=/var/lib/runcts-quickstart/rootfs
 if [ ! -x "$rootfs/bin/busybox" ]; then
   mkdir -p "$rootfs/bin" "$rootfs/proc" "$rootfs/sys" "$rootfs/dev" "$rootfs/tmp" "$rootfs/etc"
   cp /bin/busybox "$rootfs/bin/busybox"
-  for applet in $(/bin/busybox --list); do ln -sf busybox "$rootfs/bin/$applet"; done
+  for applet in $(/bin/busybox --list); do [ "$applet" = busybox ] || ln -sf busybox "$rootfs/bin/$applet"; done
 fi
 
 ctr run --rm --runtime io.containerd.runcts.v2 --rootfs "$rootfs" "runcts-hello-$$" \

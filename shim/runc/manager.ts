@@ -61,11 +61,11 @@ export class RuncManager implements Manager {
           setsid: true,
         });
       } catch (err) {
-        removeSocket(address);
+        listener.close(); // libuv unlinks the path of a server it bound itself
         throw err;
-      } finally {
-        listener.close();
       }
+      // Not closed: closing would unlink the socket the daemon now serves; our fd goes with our exit.
+      listener.unref();
       return address;
     } finally {
       fs.closeSync(lockFd);
