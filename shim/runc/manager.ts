@@ -7,7 +7,7 @@ import { native } from '../framework/native';
 import type { Reaper } from '../framework/reaper';
 import type { Manager, ServeContext, StopStatus } from '../framework/shim';
 import {
-  SOCKET_DIR, canConnect, listenUnix, removeSocket, serverFd, socketAddress, socketPath, writeAddress,
+  SOCKET_DIR, canConnect, listenUnix, readAddress, removeSocket, serverFd, socketAddress, socketPath, writeAddress,
 } from '../framework/socket';
 import { readBundleState } from './bundle';
 import { unmountAll } from './mount';
@@ -91,6 +91,9 @@ export class RuncManager implements Manager {
     } catch (err) {
       log.warn({ err }, 'failed to cleanup rootfs mount');
     }
+    // The dead daemon cannot remove its socket; a socket nobody answers on is ours to clear.
+    const address = readAddress(bundle);
+    if (address && !(await canConnect(socketPath(address)))) removeSocket(address);
     let pid = 0;
     try {
       pid = Number.parseInt(fs.readFileSync(path.join(bundle, 'init.pid'), 'utf8'), 10) || 0;
