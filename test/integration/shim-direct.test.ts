@@ -1,0 +1,409 @@
+// The shim driven directly the way containerd drives it: `start` with TTRPC_ADDRESS and stdin,
+// the Task API over ttrpc, events received by a fake containerd Events service, `delete` after a
+// crash. Real runc/crun and real containers; no containerd in the loop, so the test can see the
+// exact wire behaviour (status codes, event order, runtime options such as BinaryName).
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import t, { type Test } from 'tap';
+import { messageType, serviceDef } from '../../shim/framework/proto';
+import { Code, TtrpcClient, TtrpcError, TtrpcServer, bindService, typedCall } from '../../shim/framework/ttrpc';
+import { busyboxRootfs, repoRoot, run } from './harness';
+
+const NS = 'shimtest';
+const TASK = serviceDef('containerd.task.v2.Task');
+const EVENTS = serviceDef('containerd.services.events.ttrpc.v1.Events');
+const SHIM = path.join(repoRoot(), 'bin/containerd-shim-runcts-v2');
+const STATUS = { CREATED: 1, RUNNING: 2, STOPPED: 3 };
+
+interface ReceivedEvent { topic: string; namespace: string; type: string; event: Record<string, any> } // eslint-disable-line @typescript-eslint/no-explicit-any
+
+/** containerd's side of Events/Forward: records every event it is sent. */
+class FakeContainerdEvents {
+  readonly events: ReceivedEvent[] = [];
+  private server = new TtrpcServer();
+  private listener: net.Server | undefined;
+  constructor(readonly socket: string) {
+    bindService(this.server, EVENTS, {
+      Forward: async (req: { envelope: { topic: string; namespace: string; event: { type_url: string; value: Buffer } } }) => {
+        const e = req.envelope;
+        const type = messageType(e.event.type_url);
+        this.events.push({
+          topic: e.topic, namespace: e.namespace, type: e.event.type_url,
+          event: type.toObject(type.decode(e.event.value), { longs: Number, defaults: true }),
+        });
+        return {};
+      },
+    });
+  }
+  async listen(): Promise<void> {
+    this.listener = net.createServer();
+    await new Promise<void>((resolve) => this.listener!.listen(this.socket, resolve));
+    this.server.serve(this.listener);
+  }
+  close(): void {
+    this.server.close();
+    this.listener?.close();
+  }
+  for(id: string): ReceivedEvent[] {
+    return this.events.filter((e) => e.event.container_id === id);
+  }
+  async waitFor(pred: () => boolean, ms = 10_000): Promise<boolean> {
+    const end = Date.now() + ms;
+    while (Date.now() < end) {
+      if (pred()) return true;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    return pred();
+  }
+}
+
+let tmpRoot: string;
+let rootfs: string;
+
+t.before(async () => {
+  tmpRoot = fs.mkdtempSync('/tmp/rs-');
+  rootfs = await busyboxRootfs();
+});
+t.teardown(() => {
+  if (process.env.KEEP_TMP) return;
+  // Best effort: a failed test may leave a shim; kill what belongs to this run.
+  void run('pkill', ['-9', '-f', `-address ${tmpRoot}/`]).then(() => fs.rmSync(tmpRoot, { recursive: true, force: true }));
+});
+
+let seq = 0;
+function bundleFor(id: string, args: string[], annotations: Record<string, string> = {}): string {
+  const bundle = path.join(tmpRoot, `b${++seq}`, id);
+  fs.mkdirSync(bundle, { recursive: true });
+  const spec = {
+    ociVersion: '1.0.2',
+    process: {
+      terminal: false, user: { uid: 0, gid: 0 }, args, cwd: '/',
+      env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'],
+      capabilities: {}, rlimits: [], noNewPrivileges: true,
+    },
+    root: { path: 'rootfs', readonly: false },
+    hostname: id,
+    mounts: [
+      { destination: '/proc', type: 'proc', source: 'proc' },
+      { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
+    ],
+    annotations,
+    linux: {
+      namespaces: [{ type: 'pid' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }, { type: 'network' }],
+      maskedPaths: [], readonlyPaths: [],
+    },
+  };
+  fs.writeFileSync(path.join(bundle, 'config.json'), JSON.stringify(spec));
+  // containerd makes this a fifo it reads; a plain file keeps the shim's log for a failing test to show.
+  fs.writeFileSync(path.join(bundle, 'log'), '');
+  return bundle;
+}
+
+function runcOptions(o: { binary_name?: string; root?: string }): Buffer {
+  const opts = messageType('containerd.runc.v1.Options');
+  return Buffer.from(opts.encode(opts.fromObject(o)).finish());
+}
+
+interface Shim { address: string; client: TtrpcClient; pid: number; call(method: string, req: object): Promise<any> } // eslint-disable-line @typescript-eslint/no-explicit-any
+
+const fakeContainerdAddress = () => path.join(tmpRoot, 'containerd.sock');
+
+async function startShim(bundle: string, id: string, eventsSocket: string, stdin?: Buffer) {
+  const r = await run(SHIM, ['-namespace', NS, '-address', fakeContainerdAddress(), '-publish-binary', '/bin/true', '-id', id, 'start'], {
+    cwd: bundle, env: { ...process.env, TTRPC_ADDRESS: eventsSocket }, input: stdin ?? Buffer.alloc(0), timeoutMs: 20_000,
+  });
+  return r;
+}
+
+async function connect(address: string): Promise<Shim> {
+  const sock = address.replace(/^unix:\/\//, '');
+  const client = await TtrpcClient.connect(sock);
+  const call = (method: string, req: object) => typedCall(client, TASK, method, req, {
+    timeoutMs: 30_000, metadata: { 'containerd-namespace-ttrpc': NS },
+  });
+  const c = await call('Connect', { id: '' });
+  return { address, client, pid: c.shim_pid, call };
+}
+
+async function expectCode(t: Test, p: Promise<unknown>, code: Code, what: string) {
+  try {
+    await p;
+    t.fail(`${what}: expected ${Code[code]}, call succeeded`);
+  } catch (err) {
+    t.ok(err instanceof TtrpcError, `${what}: a ttrpc status`);
+    t.equal((err as TtrpcError).code, code, `${what}: ${Code[code]} (${(err as Error).message})`);
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function waitGone(pid: number, ms = 10_000): Promise<boolean> {
+  const end = Date.now() + ms;
+  while (Date.now() < end && alive(pid)) await new Promise((r) => setTimeout(r, 20));
+  return !alive(pid);
+}
+
+function createReq(id: string, bundle: string, extra: object = {}) {
+  return { id, bundle, rootfs: bindRootfs(), stdin: '', stdout: path.join(bundle, 'out.log'), stderr: path.join(bundle, 'out.log'), terminal: false, ...extra };
+}
+
+/** The bundle's rootfs, bind mounted by the shim from the Create request's mounts (as snapshotters hand them). */
+function bindRootfs() { return [{ type: 'bind', source: rootfs, target: '', options: ['rbind', 'rw'] }]; }
+
+/** A runtime binary of our own that records each invocation and hands over to runc: proves BinaryName is what runs. */
+function wrapperRuntime(): string {
+  const file = path.join(tmpRoot, 'runc-recording');
+  fs.writeFileSync(file, `#!/bin/sh\necho "$*" >> ${tmpRoot}/runc-recording.calls\nexec runc "$@"\n`, { mode: 0o755 });
+  return file;
+}
+
+for (const binary of ['runc', 'wrapper']) {
+  t.test(`full lifecycle with BinaryName=${binary}, custom Root, rootfs mount, events in order`, async (t) => {
+    const events = new FakeContainerdEvents(path.join(tmpRoot, `ev-${binary}.sock`));
+    await events.listen();
+    t.teardown(() => events.close());
+    const id = `life-${binary}`;
+    const bundle = bundleFor(id, ['sh', '-c', 'echo hello from $0; echo to-stderr >&2; exit 3', binary]);
+    const runcRoot = path.join(tmpRoot, `root-${binary}`);
+    const binaryName = binary === 'wrapper' ? wrapperRuntime() : binary;
+    const optsAny = { type_url: 'containerd.runc.v1.Options', value: runcOptions({ binary_name: binaryName, root: runcRoot }) };
+
+    const started = await startShim(bundle, id, events.socket, Buffer.from(messageType('google.protobuf.Any').encode({ type_url: optsAny.type_url, value: optsAny.value }).finish()));
+    t.equal(started.code, 0, `start exits 0 (${started.stderr})`);
+    t.match(started.stdout, /^unix:\/\/\/run\/containerd\/s\/[0-9a-f]{64}$/, 'start prints only the address');
+    t.equal(fs.readFileSync(path.join(bundle, 'address'), 'utf8'), started.stdout, 'address file written');
+    const shim = await connect(started.stdout);
+    t.teardown(() => shim.client.close());
+
+    const created = await shim.call('Create', createReq(id, bundle, { rootfs: bindRootfs(), options: optsAny }));
+    t.ok(created.pid > 0, 'Create returns the init pid');
+    t.ok(fs.existsSync(path.join(runcRoot, NS, id)), `${binary} state lives under Root/<namespace>`);
+    t.ok(fs.readFileSync('/proc/self/mountinfo', 'utf8').includes(path.join(bundle, 'rootfs')), 'rootfs mounted in the bundle');
+    t.same(JSON.parse(fs.readFileSync(path.join(bundle, 'options.json'), 'utf8')).binary_name, binaryName, 'options persisted for delete');
+    let st = await shim.call('State', { id, exec_id: '' });
+    t.equal(st.status, STATUS.CREATED, 'State: CREATED');
+    t.equal(st.pid, created.pid);
+
+    const waiting = shim.call('Wait', { id, exec_id: '' });
+    const s = await shim.call('Start', { id, exec_id: '' });
+    t.equal(s.pid, created.pid, 'Start returns the same pid');
+    const w = await waiting;
+    t.equal(w.exit_status, 3, 'Wait returns the exit status');
+    t.ok(w.exited_at.seconds > 0, 'Wait returns exited_at');
+    const out = fs.readFileSync(path.join(bundle, 'out.log'), 'utf8');
+    t.match(out, `hello from ${binary}`, 'stdout reached the file before Wait returned');
+    t.match(out, 'to-stderr', 'stderr too');
+
+    st = await shim.call('State', { id, exec_id: '' });
+    t.equal(st.status, STATUS.STOPPED, 'State: STOPPED');
+    t.equal(st.exit_status, 3, 'State: exit status');
+
+    const d = await shim.call('Delete', { id, exec_id: '' });
+    t.equal(d.exit_status, 3, 'Delete returns the exit status');
+    t.equal(d.pid, created.pid, 'Delete returns the pid');
+    t.notOk(fs.existsSync(path.join(runcRoot, NS, id)), 'runtime state removed');
+    t.notOk(fs.readFileSync('/proc/self/mountinfo', 'utf8').includes(path.join(bundle, 'rootfs')), 'rootfs unmounted');
+    await expectCode(t, shim.call('State', { id, exec_id: '' }), Code.NotFound, 'State after Delete');
+
+    t.ok(await events.waitFor(() => events.for(id).length >= 4), 'four events arrived');
+    const evs = events.for(id);
+    t.same(evs.map((e) => e.topic), ['/tasks/create', '/tasks/start', '/tasks/exit', '/tasks/delete'], 'create, start, exit, delete in order');
+    t.same(evs.map((e) => e.type), ['containerd.events.TaskCreate', 'containerd.events.TaskStart', 'containerd.events.TaskExit', 'containerd.events.TaskDelete']);
+    t.ok(evs.every((e) => e.namespace === NS), 'events carry the namespace');
+    t.equal(evs[0].event.pid, created.pid);
+    t.equal(evs[0].event.bundle, bundle);
+    t.equal(evs[1].event.pid, created.pid);
+    t.same([evs[2].event.id, evs[2].event.pid, evs[2].event.exit_status], [id, created.pid, 3], 'TaskExit: id, pid, status');
+    t.same([evs[3].event.pid, evs[3].event.exit_status], [created.pid, 3], 'TaskDelete: pid, status');
+
+    if (binary === 'wrapper') {
+      const calls = fs.readFileSync(path.join(tmpRoot, 'runc-recording.calls'), 'utf8').split('\n').filter(Boolean);
+      t.same(calls.map((c) => c.split(' ').find((w) => ['create', 'start', 'delete'].includes(w))), ['create', 'start', 'delete'], 'the shim ran BinaryName for create, start, delete');
+      t.ok(calls.every((c) => c.includes(`--root ${path.join(runcRoot, NS)}`)), 'with --root <Root>/<namespace>');
+    }
+
+    await shim.call('Shutdown', { id, now: false });
+    t.ok(await waitGone(shim.pid), 'shim exits after Shutdown with no containers');
+    t.notOk(fs.existsSync(started.stdout.replace('unix://', '')), 'socket removed');
+  });
+}
+
+t.test('BinaryName=crun: crun runs the container, or its own refusal reaches the caller', async (t) => {
+  // crun refuses hybrid cgroup hosts whose unified hierarchy has controllers; where it works, it must run.
+  const id = 'crun-probe';
+  const bundle = bundleFor(id, ['sh', '-c', 'echo crun says hi']);
+  const started = await startShim(bundle, id, path.join(tmpRoot, 'ev-none.sock'));
+  const shim = await connect(started.stdout);
+  t.teardown(() => shim.client.close());
+  const optsAny = { type_url: 'containerd.runc.v1.Options', value: runcOptions({ binary_name: 'crun' }) };
+  let created: { pid: number } | undefined;
+  try {
+    created = await shim.call('Create', createReq(id, bundle, { rootfs: bindRootfs(), options: optsAny }));
+  } catch (err) {
+    t.match((err as Error).message, /^OCI runtime create failed: .*(cgroup|crun)/, `crun's own reason: ${(err as Error).message}`);
+    t.notOk(fs.existsSync(path.join('/run/containerd/runc', NS, id)), 'nothing left behind');
+  }
+  if (created) {
+    await shim.call('Start', { id, exec_id: '' });
+    t.equal((await shim.call('Wait', { id, exec_id: '' })).exit_status, 0);
+    t.match(fs.readFileSync(path.join(bundle, 'out.log'), 'utf8'), 'crun says hi');
+    await shim.call('Delete', { id, exec_id: '' });
+  }
+  t.notOk(fs.readFileSync('/proc/self/mountinfo', 'utf8').includes(path.join(bundle, 'rootfs')), 'rootfs unmounted');
+  await shim.call('Shutdown', { id, now: false });
+  t.ok(await waitGone(shim.pid), 'shim exits');
+});
+
+t.test('wrong ids and wrong states answer with containerd\'s status codes', async (t) => {
+  const events = new FakeContainerdEvents(path.join(tmpRoot, 'ev-codes.sock'));
+  await events.listen();
+  t.teardown(() => events.close());
+  const id = 'codes';
+  const bundle = bundleFor(id, ['sleep', '1000']);
+  const started = await startShim(bundle, id, events.socket);
+  const shim = await connect(started.stdout);
+  t.teardown(() => shim.client.close());
+
+  await expectCode(t, shim.call('State', { id: 'nope', exec_id: '' }), Code.NotFound, 'State of an unknown id');
+  await expectCode(t, shim.call('Kill', { id: 'nope', exec_id: '', signal: 9, all: false }), Code.NotFound, 'Kill of an unknown id');
+  await expectCode(t, shim.call('Create', createReq('bad', path.join(tmpRoot, 'no-such-bundle'))), Code.InvalidArgument, 'Create with a bundle without config.json');
+
+  await shim.call('Create', createReq(id, bundle));
+  await expectCode(t, shim.call('Create', createReq(id, bundle)), Code.AlreadyExists, 'second Create of one id');
+  await expectCode(t, shim.call('State', { id, exec_id: 'no-such-exec' }), Code.NotFound, 'unknown exec id');
+  await expectCode(t, shim.call('Exec', { id, exec_id: 'e1', terminal: false, stdin: '', stdout: '', stderr: '' }), Code.Unimplemented, 'Exec (not yet)');
+  await shim.call('Start', { id, exec_id: '' });
+  await expectCode(t, shim.call('Start', { id, exec_id: '' }), Code.FailedPrecondition, 'Start of a running task');
+  await expectCode(t, shim.call('Delete', { id, exec_id: '' }), Code.FailedPrecondition, 'Delete of a running task');
+
+  const pids = await shim.call('Pids', { id });
+  const st = await shim.call('State', { id, exec_id: '' });
+  t.same(pids.processes.map((p: { pid: number }) => p.pid), [st.pid], 'Pids lists the init');
+
+  await shim.call('Shutdown', { id, now: false });
+  t.ok(alive(shim.pid), 'Shutdown is ignored while a container exists');
+
+  await shim.call('Kill', { id, exec_id: '', signal: 9, all: false });
+  const w = await shim.call('Wait', { id, exec_id: '' });
+  t.equal(w.exit_status, 137, 'SIGKILL gives 137');
+  await expectCode(t, shim.call('Kill', { id, exec_id: '', signal: 9, all: false }), Code.NotFound, 'Kill after exit');
+  await expectCode(t, shim.call('Start', { id, exec_id: '' }), Code.FailedPrecondition, 'Start after exit');
+  await shim.call('Delete', { id, exec_id: '' });
+  await expectCode(t, shim.call('Delete', { id, exec_id: '' }), Code.NotFound, 'second Delete');
+
+  // A runtime failure is a clear error, and leaves the shim serving.
+  const badId = 'no-exe';
+  const badBundle = bundleFor(badId, ['/does-not-exist']);
+    try {
+    await shim.call('Create', createReq(badId, badBundle));
+    t.fail('Create of a missing executable must fail');
+  } catch (err) {
+    t.match((err as Error).message, /OCI runtime create failed: .*does-not-exist/, 'runc\'s own reason is in the error');
+  }
+  await expectCode(t, shim.call('State', { id: badId, exec_id: '' }), Code.NotFound, 'nothing left of the failed Create');
+
+  await shim.call('Shutdown', { id, now: false });
+  t.ok(await waitGone(shim.pid), 'shim exits once the last container is gone');
+});
+
+t.test('two concurrent starts of one sandbox group end with one daemon', async (t) => {
+  const events = new FakeContainerdEvents(path.join(tmpRoot, 'ev-group.sock'));
+  await events.listen();
+  t.teardown(() => events.close());
+  const group = { 'io.kubernetes.cri.sandbox-id': 'sandbox-1' };
+  const b1 = bundleFor('g1', ['sleep', '1000'], group);
+  const b2 = bundleFor('g2', ['sleep', '1000'], group);
+  const [s1, s2] = await Promise.all([startShim(b1, 'g1', events.socket), startShim(b2, 'g2', events.socket)]);
+  t.equal(s1.code, 0, s1.stderr);
+  t.equal(s2.code, 0, s2.stderr);
+  t.equal(s1.stdout, s2.stdout, 'both print the same address');
+  const daemons = (await run('pgrep', ['-f', '--', `-address ${fakeContainerdAddress()} `])).stdout.trim().split('\n').filter(Boolean);
+  t.equal(daemons.length, 1, `exactly one daemon (${daemons.join(',')})`);
+
+  const shim = await connect(s1.stdout);
+  t.teardown(() => shim.client.close());
+  for (const [id, b] of [['g1', b1], ['g2', b2]]) {
+    await shim.call('Create', createReq(id, b));
+    await shim.call('Start', { id, exec_id: '' });
+  }
+  t.equal((await shim.call('Connect', { id: 'g2' })).shim_pid, shim.pid, 'both containers in one shim');
+  for (const id of ['g1', 'g2']) {
+    await shim.call('Kill', { id, exec_id: '', signal: 9, all: false });
+    await shim.call('Wait', { id, exec_id: '' });
+    await shim.call('Delete', { id, exec_id: '' });
+    await shim.call('Shutdown', { id, now: false });
+  }
+  t.ok(await waitGone(shim.pid), 'the group\'s shim exits after its last container');
+});
+
+t.test('events queued while containerd is unreachable arrive in order once it is back', async (t) => {
+  const events = new FakeContainerdEvents(path.join(tmpRoot, 'ev-late.sock'));
+  const id = 'late';
+  const bundle = bundleFor(id, ['true']);
+  const started = await startShim(bundle, id, events.socket);
+  const shim = await connect(started.stdout);
+  t.teardown(() => shim.client.close());
+  await shim.call('Create', createReq(id, bundle));
+  await shim.call('Start', { id, exec_id: '' });
+  await shim.call('Wait', { id, exec_id: '' });
+  await shim.call('Delete', { id, exec_id: '' });
+  await new Promise((r) => setTimeout(r, 500));
+  await events.listen();
+  t.teardown(() => events.close());
+  t.ok(await events.waitFor(() => events.for(id).length >= 4, 15_000), 'backlog delivered');
+  t.same(events.for(id).map((e) => e.topic), ['/tasks/create', '/tasks/start', '/tasks/exit', '/tasks/delete'], 'in order, each once');
+  await shim.call('Shutdown', { id, now: false });
+  t.ok(await waitGone(shim.pid), 'shim exits');
+});
+
+t.test('delete after the shim was killed cleans up and prints a DeleteResponse', async (t) => {
+  const events = new FakeContainerdEvents(path.join(tmpRoot, 'ev-crash.sock'));
+  await events.listen();
+  t.teardown(() => events.close());
+  const id = 'crash';
+  const bundle = bundleFor(id, ['sleep', '1000']);
+  const started = await startShim(bundle, id, events.socket);
+  const shim = await connect(started.stdout);
+  const created = await shim.call('Create', createReq(id, bundle, { rootfs: bindRootfs() }));
+  await shim.call('Start', { id, exec_id: '' });
+  shim.client.close();
+  process.kill(shim.pid, 'SIGKILL');
+  t.ok(await waitGone(shim.pid), 'shim killed');
+  t.ok(alive(created.pid), 'container outlives its shim');
+
+  // stdout is a marshalled protobuf: read it as bytes.
+  const r = spawnSync(SHIM, ['-namespace', NS, '-address', fakeContainerdAddress(), '-publish-binary', '/bin/true', '-id', id, '-bundle', bundle, 'delete'], {
+    cwd: bundle, timeout: 30_000, env: { ...process.env, TTRPC_ADDRESS: events.socket },
+  });
+  t.equal(r.status, 0, `delete exits 0 (${r.stderr})`);
+  const resp = messageType('containerd.task.v2.DeleteResponse').decode(r.stdout) as unknown as { pid: number; exit_status: number };
+  t.equal(resp.pid, created.pid, 'DeleteResponse.pid is the init pid');
+  t.equal(resp.exit_status, 137, 'DeleteResponse.exit_status is 128+SIGKILL');
+  t.ok(await waitGone(created.pid), 'container process gone');
+  t.notOk(fs.readFileSync('/proc/self/mountinfo', 'utf8').includes(path.join(bundle, 'rootfs')), 'rootfs unmounted');
+  t.notOk(fs.existsSync(started.stdout.replace('unix://', '')), 'dead shim\'s socket removed');
+});
+
+t.test('-v prints the version and flags are checked', async (t) => {
+  const v = await run(SHIM, ['-v']);
+  t.equal(v.code, 0);
+  t.match(v.stdout, /containerd-shim-runcts-v2|main\.js/);
+  t.match(v.stdout, /Version:\s+\d+\.\d+\.\d+/);
+  const bad = await run(SHIM, ['-bogus']);
+  t.not(bad.code, 0, 'unknown flag refused');
+  t.match(bad.stderr, /flag provided but not defined: -bogus/);
+  const nons = await run(SHIM, ['-id', 'x', 'start']);
+  t.not(nons.code, 0);
+  t.match(nons.stderr, /namespace/);
+  void os.tmpdir();
+});
