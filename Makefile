@@ -3,7 +3,7 @@ PREFIX ?= /usr/local
 LIBDIR  = $(PREFIX)/lib/runcts
 NODE_GYP = node $(shell dirname $$(readlink -f $$(which npm)))/../node_modules/node-gyp/bin/node-gyp.js
 
-.PHONY: all deps build addon ts install uninstall test test-unit test-integration clean
+.PHONY: all deps build addon ts install uninstall test test-unit test-integration bench clean
 
 all: build
 
@@ -43,3 +43,6 @@ test-integration: build
 
 clean:
 	rm -rf dist addon/build
+
+bench: build
+	node dist/test/bench/compare.js
