@@ -1,0 +1,8 @@
+// Integration test harness: private containerd instances, busybox fixtures, ctr helpers,
+// `ctr events` parsing, leak checks. See docs/testing.md.
+export * from './proc';
+export * from './fixtures';
+export * from './containerd';
+export * from './events';
+export * from './leaks';
+export * from './scenario';
