@@ -22,7 +22,9 @@ const STRING_FLAGS: Record<string, keyof ShimFlags> = {
 };
 const BOOL_FLAGS: Record<string, keyof ShimFlags> = { debug: 'debug', v: 'version' };
 
-export class FlagError extends Error {}
+export class FlagError extends Error {
+  override name = 'FlagError';
+}
 
 export function parseFlags(argv: string[]): ShimFlags {
   const flags: ShimFlags = {

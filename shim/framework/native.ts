@@ -1,36 +1,88 @@
 // Typed view of the native addon (addon/): only what Node itself cannot do.
+//
+// Errors thrown by these functions are real `Error`s shaped like Node's own fs errors:
+// `code` ('ENOENT'), `errno` (negative, as Node reports it: -2), `syscall` ('posix_spawn') and,
+// where one applies, `path`. Bad argument types throw a TypeError.
 import * as path from 'node:path';
 
 export interface SpawnOptions {
-  /** Absolute path or a name looked up in PATH (posix_spawnp semantics). */
+  /** Absolute path or a name looked up in the shim's own PATH (posix_spawnp semantics). */
   file: string;
   /** argv including argv[0]. */
   args: string[];
   /** Full environment as KEY=VALUE strings. */
   env: string[];
-  /** Working directory of the child; the shim's own when absent. */
+  /** Working directory of the child; the shim's own when absent. A missing one throws (syscall 'chdir'). */
   cwd?: string;
-  /** Exact fd map: child fd i becomes fds[i]; -1 means /dev/null. Every other fd is closed (all ours are CLOEXEC). */
+  /**
+   * Exact fd map: child fd i becomes fds[i]; -1 means /dev/null. Every fd >= fds.length is
+   * closed in the child (whether or not it is CLOEXEC). Sources may overlap targets freely.
+   */
   fds: number[];
   /** Start the child in a new session (setsid), detached from our process group. */
   setsid?: boolean;
 }
 
+/** A readiness watch on an fd (uv_poll); see Native.watchReadable. */
+export interface FdWatch {
+  /** Stop watching. Never closes the fd. Idempotent. */
+  close(): void;
+  /** Do not keep the process alive for this watch. */
+  unref(): void;
+}
+
 export interface Native {
   /** prctl(PR_SET_CHILD_SUBREAPER, 1). */
   setSubreaper(): void;
-  /** waitpid(-1, WNOHANG) until nothing is left; never blocks. status is the exit code, or 128+signal. */
+  /**
+   * waitpid(-1, WNOHANG) until nothing is left; never blocks. status is the exit code, or
+   * 128+signal. Only the Reaper may call this: whatever it returns is gone from the kernel.
+   */
   reap(): Array<{ pid: number; status: number }>;
-  /** posix_spawn with the fd map; signal mask and dispositions reset to default in the child. Throws with errno on failure. */
+  /**
+   * posix_spawn with the fd map; the child starts with an empty signal mask and every signal's
+   * disposition at its default (SIGPIPE, which Node ignores, included). Returns the pid. Throws
+   * with the errno on failure (ENOENT for a missing binary); nothing is left behind then.
+   * Use Reaper.spawn, which registers the exit waiter with the spawn.
+   */
   spawn(opts: SpawnOptions): number;
   /** pipe2(O_CLOEXEC): [readFd, writeFd]. */
   pipe(): [number, number];
-  /** mount(2). */
+  /** close(2). */
+  closeFd(fd: number): void;
+  /** mount(2). An empty fstype or data is passed as NULL. */
   mount(source: string, target: string, fstype: string, flags: number, data: string): void;
-  /** umount2(2). */
+  /** umount2(2); flags e.g. MNT_DETACH = 2. */
   umount(target: string, flags: number): void;
-  /** flock(2) with LOCK_EX (blocking). */
+  /** flock(2) with LOCK_EX. Blocks the whole thread until granted: short-lived processes only. */
   lockExclusive(fd: number): void;
+  /** ioctl(fd, TIOCSWINSZ) on a tty or pty master. */
+  setWinsize(fd: number, rows: number, cols: number): void;
+  /**
+   * eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), e.g. for cgroup v1 memory.oom_control. Read the
+   * 8-byte counter with fs.readSync when watchReadable reports it readable.
+   */
+  eventfd(): number;
+  /** A listening unix stream socket bound at path (CLOEXEC, non-blocking), e.g. runc's --console-socket. */
+  unixListen(path: string): number;
+  /** A connected (blocking, CLOEXEC) unix stream socket to path. For tests and tools. */
+  unixConnect(path: string): number;
+  /** accept4 (CLOEXEC, non-blocking): the connection's fd, or null when none is pending. */
+  accept(fd: number): number | null;
+  /**
+   * Receive one fd sent with SCM_RIGHTS (CLOEXEC): the fd, or null when nothing has arrived yet.
+   * Throws ENOMSG when the peer closed without sending one. Payload bytes are discarded.
+   */
+  recvFd(fd: number): number | null;
+  /** Send fd with SCM_RIGHTS over a connected unix socket (one payload byte). For tests and tools. */
+  sendFd(socket: number, fd: number): void;
+  /**
+   * Call cb on the event loop whenever fd is readable (level-triggered: consume until EAGAIN or
+   * it fires again). On a poll error cb(err) is called once and the watch closes. An exception
+   * thrown by cb is an uncaught exception of the process. The watch stays active, and keeps the
+   * process alive unless unref()ed, until close().
+   */
+  watchReadable(fd: number, cb: (err?: Error) => void): FdWatch;
 }
 
 let loaded: Native | undefined;

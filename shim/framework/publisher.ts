@@ -39,10 +39,12 @@ export function toTimestamp(d: Date): { seconds: number; nanos: number } {
 
 /** Connects lazily; the injectable `connect` lets unit tests drive it without sockets. */
 export class RemotePublisher implements Publisher {
-  private readonly queue: Envelope[] = [];
+  /** Encoded ForwardRequests, oldest first. */
+  private readonly queue: Array<{ topic: string; namespace: string; payload: Buffer }> = [];
   private client: TtrpcClient | undefined;
   private running = false;
   private closing = false;
+  private stopped = false;
   private wake: (() => void) | undefined;
   private drained: Array<() => void> = [];
 
@@ -57,31 +59,43 @@ export class RemotePublisher implements Publisher {
   }
 
   publish(namespace: string, topic: string, typeName: string, event: object): void {
-    this.queue.push({ namespace, topic, typeName, event, timestamp: new Date() });
+    if (this.stopped) {
+      this.log.warn({ topic }, 'event published after the outbox closed');
+      return;
+    }
+    let payload: Buffer;
+    try {
+      payload = encodeForward({ namespace, topic, typeName, event, timestamp: new Date() });
+    } catch (err) {
+      // A programming error, not a delivery problem: it must not hold up the events behind it.
+      this.log.error({ err, topic, typeName }, 'event cannot be encoded; not sent');
+      return;
+    }
+    this.queue.push({ topic, namespace, payload });
     this.log.debug({ topic, typeName }, 'event queued');
     if (!this.running) void this.forward();
-    else this.wake?.();
   }
 
   async close(deadlineMs: number): Promise<void> {
     this.closing = true;
-    this.wake?.();
     if (this.queue.length > 0 && this.address) {
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, deadlineMs);
         this.drained.push(() => { clearTimeout(timer); resolve(); });
+        this.wake?.(); // retry now rather than after the current backoff
       });
     }
+    this.stopped = true;
+    this.wake?.();
     if (this.queue.length > 0) this.log.warn({ left: this.queue.length }, 'shim exiting with undelivered events');
-    this.client?.close();
-    this.client = undefined;
+    this.dropClient();
   }
 
   private async forward(): Promise<void> {
     this.running = true;
     let backoff = BACKOFF_MIN_MS;
     let refusals = 0;
-    while (this.queue.length > 0) {
+    while (this.queue.length > 0 && !this.stopped) {
       if (!this.address) {
         // No TTRPC_ADDRESS (started by hand): nobody to tell; keep the queue from growing.
         this.queue.length = 0;
@@ -100,6 +114,7 @@ export class RemotePublisher implements Publisher {
           this.log.error({ err, topic: head.topic }, 'containerd refused event; skipping it');
           this.queue.shift();
           refusals = 0;
+          backoff = BACKOFF_MIN_MS;
           continue;
         }
         this.log.warn({ err: String(err), topic: head.topic, queued: this.queue.length }, 'event forward failed; retrying');
@@ -109,22 +124,13 @@ export class RemotePublisher implements Publisher {
       backoff = Math.min(backoff * 2, BACKOFF_MAX_MS);
     }
     this.running = false;
+    if (this.stopped) this.dropClient();
     if (this.queue.length === 0) for (const done of this.drained.splice(0)) done();
   }
 
-  private async send(e: Envelope): Promise<void> {
+  private async send(e: { namespace: string; payload: Buffer }): Promise<void> {
     if (!this.client || this.client.closed) this.client = await this.connect(this.address);
-    const eventType = messageType(e.typeName);
-    const forward = messageType('containerd.services.events.ttrpc.v1.ForwardRequest');
-    const payload = Buffer.from(forward.encode(forward.fromObject({
-      envelope: {
-        timestamp: toTimestamp(e.timestamp),
-        namespace: e.namespace,
-        topic: e.topic,
-        event: { type_url: e.typeName, value: eventType.encode(eventType.fromObject(e.event)).finish() },
-      },
-    })).finish());
-    await this.client.call(EVENTS_SERVICE, 'Forward', payload, { timeoutMs: CALL_TIMEOUT_MS, metadata: { 'containerd-namespace-ttrpc': e.namespace } });
+    await this.client.call(EVENTS_SERVICE, 'Forward', e.payload, { timeoutMs: CALL_TIMEOUT_MS, metadata: { 'containerd-namespace-ttrpc': e.namespace } });
   }
 
   private dropClient(): void {
@@ -135,8 +141,20 @@ export class RemotePublisher implements Publisher {
   private sleep(ms: number): Promise<void> {
     return new Promise((resolve) => {
       const timer = setTimeout(() => { this.wake = undefined; resolve(); }, ms);
-      // A close() wakes a sleeping forwarder so it can give up promptly when asked to.
-      this.wake = () => { if (this.closing) { clearTimeout(timer); this.wake = undefined; resolve(); } };
+      this.wake = () => { clearTimeout(timer); this.wake = undefined; resolve(); };
     });
   }
+}
+
+function encodeForward(e: Envelope): Buffer {
+  const eventType = messageType(e.typeName);
+  const forward = messageType('containerd.services.events.ttrpc.v1.ForwardRequest');
+  return Buffer.from(forward.encode(forward.fromObject({
+    envelope: {
+      timestamp: toTimestamp(e.timestamp),
+      namespace: e.namespace,
+      topic: e.topic,
+      event: { type_url: e.typeName, value: eventType.encode(eventType.fromObject(e.event)).finish() },
+    },
+  })).finish());
 }

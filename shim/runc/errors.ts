@@ -10,11 +10,13 @@ export class RuncError extends Error {
 /** Classify what runc said into a status code containerd understands. */
 export function codeForRuncMessage(msg: string): Code {
   const m = msg.toLowerCase();
-  if (m.includes('does not exist') || m.includes('container not found') || m.includes('no such process')) return Code.NotFound;
-  if (m.includes('container not running') || m.includes('process already finished') || m.includes('container is not running')) return Code.NotFound;
-  if (m.includes('already exists') || m.includes('id already in use')) return Code.AlreadyExists;
-  if (m.includes('invalid argument') || m.includes('unsupported') || m.includes('bad spec')) return Code.InvalidArgument;
-  if (m.includes('container is paused') || m.includes('cannot') && m.includes('state')) return Code.FailedPrecondition;
+  const has = (...phrases: string[]) => phrases.some((p) => m.includes(p));
+  if (has('does not exist', 'container not found', 'no such process', 'container not running', 'process already finished', 'container is not running')) return Code.NotFound;
+  if (has('already exists', 'id already in use', 'with id exists')) return Code.AlreadyExists;
+  if (has('invalid container id', 'invalid argument', 'bad spec')) return Code.InvalidArgument;
+  if (has('cannot start', 'cannot delete', 'cannot exec in a', 'not stopped', 'container paused', 'container not paused', 'container still running', 'container is paused')) {
+    return Code.FailedPrecondition;
+  }
   return Code.Unknown;
 }
 

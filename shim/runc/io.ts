@@ -5,8 +5,7 @@
 // pipe, which stalls the container (backpressure, DESIGN lesson 4); EOF is always propagated.
 import * as fs from 'node:fs';
 import * as net from 'node:net';
-import { pipeline } from 'node:stream';
-import type { Writable, Readable } from 'node:stream';
+import { pipeline, type Readable, type Writable } from 'node:stream';
 import { native } from '../framework/native';
 
 export interface StdioPaths {
@@ -26,6 +25,21 @@ function destinationOf(p: string): Destination {
     /* not there yet: a plain file to create */
   }
   return { kind: 'file' };
+}
+
+interface Sink {
+  stream: Writable;
+  refs: number;
+  finished: Promise<void>;
+}
+
+/** Resolves once everything written was flushed (or the stream failed: nothing more will arrive). */
+function finished(w: Writable): Promise<void> {
+  return new Promise((resolve) => {
+    w.once('finish', () => resolve());
+    w.once('error', () => resolve());
+    w.once('close', () => resolve());
+  });
 }
 
 function openWritable(p: string, kind: Destination['kind']): Writable {
@@ -74,18 +88,22 @@ export class ProcessIO {
   startCopy(): void {
     const [inFd, outFd, errFd] = this.parentFds;
     this.parentFds.fill(-1);
-    const out = destinationOf(this.paths.stdout);
-    const err = destinationOf(this.paths.stderr);
-    let sharedFile: Writable | undefined;
-    if (outFd >= 0) {
-      const dst = openWritable(this.paths.stdout, out.kind);
-      if (out.kind === 'file' && this.paths.stdout === this.paths.stderr) sharedFile = dst;
-      this.copy(new net.Socket({ fd: outFd, readable: true, writable: false }), dst, sharedFile !== undefined);
-    }
-    if (errFd >= 0) {
-      const dst = sharedFile ?? openWritable(this.paths.stderr, err.kind);
-      this.copy(new net.Socket({ fd: errFd, readable: true, writable: false }), dst, false);
-    }
+    const sinks = new Map<string, Sink>();
+    const sinkFor = (p: string): Sink => {
+      // stdout and stderr may name one regular file: one stream, ended by the last of the two.
+      let sink = sinks.get(p);
+      if (!sink) {
+        const stream = openWritable(p, destinationOf(p).kind);
+        sink = { stream, refs: 0, finished: finished(stream) };
+        sinks.set(p, sink);
+        this.streams.push(stream);
+        this.copies.push(sink.finished);
+      }
+      sink.refs++;
+      return sink;
+    };
+    if (outFd >= 0) this.copy(new net.Socket({ fd: outFd, readable: true, writable: false }), sinkFor(this.paths.stdout));
+    if (errFd >= 0) this.copy(new net.Socket({ fd: errFd, readable: true, writable: false }), sinkFor(this.paths.stderr));
     if (inFd >= 0) {
       const src = fs.openSync(this.paths.stdin, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
       this.stdinHold = fs.openSync(this.paths.stdin, fs.constants.O_WRONLY | fs.constants.O_NONBLOCK);
@@ -96,18 +114,17 @@ export class ProcessIO {
     }
   }
 
-  private copy(src: Readable, dst: Writable, keepOpen: boolean): void {
-    this.streams.push(src, dst);
-    this.copies.push(new Promise<void>((resolve) => {
-      if (keepOpen) {
-        // stdout and stderr share one file: the second copy ends it.
-        src.pipe(dst, { end: false });
-        src.once('end', () => resolve());
-        src.once('error', () => resolve());
-      } else {
-        pipeline(src, dst, () => resolve());
-      }
-    }));
+  private copy(src: Readable, sink: Sink): void {
+    this.streams.push(src);
+    // pipe() pauses the source while the sink is full: backpressure reaches the container.
+    src.pipe(sink.stream, { end: false });
+    const release = () => {
+      if (--sink.refs === 0) sink.stream.end();
+    };
+    src.once('end', release);
+    src.once('error', release);
+    // A sink that fails cannot take more: close the pipe so the writer gets EPIPE rather than blocking.
+    sink.stream.once('error', () => src.destroy());
   }
 
   /** Resolves when stdout and stderr reached EOF and were flushed, or after `timeoutMs` (a background child may hold the pipe forever). */

@@ -45,26 +45,32 @@ const PROPAGATION_OPTIONS: Record<string, number> = {
   slave: MS_SLAVE, rslave: MS_SLAVE | MS_REC, unbindable: MS_UNBINDABLE, runbindable: MS_UNBINDABLE | MS_REC,
 };
 
-export function parseMountOptions(options: string[]): { flags: number; propagation: number; data: string } {
+export function parseMountOptions(options: string[]): { flags: number; propagation: number; data: string; loop: boolean } {
   let flags = 0;
+  let loop = false;
   let propagation = 0;
   const data: string[] = [];
   for (const o of options) {
-    const f = FLAG_OPTIONS[o];
-    if (f) {
+    const f = Object.hasOwn(FLAG_OPTIONS, o) ? FLAG_OPTIONS[o] : undefined;
+    // As containerd: an option whose flag is 0 (`defaults`) goes to the data string.
+    if (f && f[1] !== 0) {
       flags = f[0] ? flags & ~f[1] : flags | f[1];
-    } else if (o in PROPAGATION_OPTIONS) {
+    } else if (o === 'loop') {
+      loop = true;
+    } else if (Object.hasOwn(PROPAGATION_OPTIONS, o)) {
       propagation |= PROPAGATION_OPTIONS[o];
     } else {
       data.push(o);
     }
   }
-  return { flags, propagation, data: data.join(',') };
+  return { flags, propagation, data: data.join(','), loop };
 }
 
 export function mountAll(mounts: MountSpec[], target: string): void {
   for (const m of mounts) {
-    const { flags, propagation, data } = parseMountOptions(m.options);
+    const { flags, propagation, data, loop } = parseMountOptions(m.options);
+    // containerd sets up a loop device for `loop`; we do not (yet), and say so instead of failing obscurely.
+    if (loop) throw Object.assign(new Error(`mount option "loop" is not supported (${m.source})`), { code: 'EINVAL' });
     const n = native();
     // A read-only bind needs a second, remount pass: the kernel ignores MS_RDONLY on the bind itself.
     n.mount(m.source, target, m.type, flags & ~MS_RDONLY | (flags & MS_BIND ? 0 : flags & MS_RDONLY), data);

@@ -111,42 +111,42 @@ t.test('every setting option followed by its clearing counterpart clears it, and
     ['strictatime', 'nostrictatime', MS.MS_STRICTATIME],
   ];
   for (const [set, clear, bit] of pairs) {
-    t.same(parseMountOptions([set, clear]), { flags: 0, propagation: 0, data: '' }, `${set},${clear}`);
-    t.same(parseMountOptions([clear, set]), { flags: bit, propagation: 0, data: '' }, `${clear},${set}`);
+    t.same(parseMountOptions([set, clear]), { flags: 0, propagation: 0, data: '', loop: false }, `${set},${clear}`);
+    t.same(parseMountOptions([clear, set]), { flags: bit, propagation: 0, data: '', loop: false }, `${clear},${set}`);
     // clearing only touches its own bit
     t.equal(parseMountOptions(['bind', set, 'nosuid', clear]).flags, MS.MS_BIND | (bit === MS.MS_NOSUID ? 0 : MS.MS_NOSUID), `${set} in a mix`);
   }
 });
 
 t.test('ro/rw, bind/rbind, nosuid: the common OCI and snapshotter combinations', async (t) => {
-  t.same(parseMountOptions(['ro']), { flags: MS.MS_RDONLY, propagation: 0, data: '' });
-  t.same(parseMountOptions(['rw']), { flags: 0, propagation: 0, data: '' });
-  t.same(parseMountOptions(['ro', 'rw']), { flags: 0, propagation: 0, data: '' }, 'rw clears ro');
-  t.same(parseMountOptions(['rw', 'ro']), { flags: MS.MS_RDONLY, propagation: 0, data: '' });
-  t.same(parseMountOptions(['bind']), { flags: MS.MS_BIND, propagation: 0, data: '' });
-  t.same(parseMountOptions(['rbind']), { flags: MS.MS_BIND | MS.MS_REC, propagation: 0, data: '' });
+  t.same(parseMountOptions(['ro']), { flags: MS.MS_RDONLY, propagation: 0, data: '', loop: false });
+  t.same(parseMountOptions(['rw']), { flags: 0, propagation: 0, data: '', loop: false });
+  t.same(parseMountOptions(['ro', 'rw']), { flags: 0, propagation: 0, data: '', loop: false }, 'rw clears ro');
+  t.same(parseMountOptions(['rw', 'ro']), { flags: MS.MS_RDONLY, propagation: 0, data: '', loop: false });
+  t.same(parseMountOptions(['bind']), { flags: MS.MS_BIND, propagation: 0, data: '', loop: false });
+  t.same(parseMountOptions(['rbind']), { flags: MS.MS_BIND | MS.MS_REC, propagation: 0, data: '', loop: false });
   // native snapshotter: rbind + rw / ro
-  t.same(parseMountOptions(['rbind', 'rw']), { flags: MS.MS_BIND | MS.MS_REC, propagation: 0, data: '' });
-  t.same(parseMountOptions(['rbind', 'ro']), { flags: MS.MS_BIND | MS.MS_REC | MS.MS_RDONLY, propagation: 0, data: '' });
+  t.same(parseMountOptions(['rbind', 'rw']), { flags: MS.MS_BIND | MS.MS_REC, propagation: 0, data: '', loop: false });
+  t.same(parseMountOptions(['rbind', 'ro']), { flags: MS.MS_BIND | MS.MS_REC | MS.MS_RDONLY, propagation: 0, data: '', loop: false });
   // bind then rbind: flags only accumulate
   t.equal(parseMountOptions(['bind', 'rbind']).flags, MS.MS_BIND | MS.MS_REC);
   t.same(parseMountOptions(['nosuid', 'nodev', 'noexec', 'ro']), {
-    flags: MS.MS_NOSUID | MS.MS_NODEV | MS.MS_NOEXEC | MS.MS_RDONLY, propagation: 0, data: '',
+    flags: MS.MS_NOSUID | MS.MS_NODEV | MS.MS_NOEXEC | MS.MS_RDONLY, propagation: 0, data: '', loop: false,
   });
-  t.same(parseMountOptions(['remount', 'ro', 'bind']), { flags: MS.MS_REMOUNT | MS.MS_RDONLY | MS.MS_BIND, propagation: 0, data: '' });
-  t.same(parseMountOptions([]), { flags: 0, propagation: 0, data: '' });
+  t.same(parseMountOptions(['remount', 'ro', 'bind']), { flags: MS.MS_REMOUNT | MS.MS_RDONLY | MS.MS_BIND, propagation: 0, data: '', loop: false });
+  t.same(parseMountOptions([]), { flags: 0, propagation: 0, data: '', loop: false });
 });
 
 t.test('overlay snapshotter options all go to data, in order', async (t) => {
   // What containerd's overlayfs snapshotter hands the shim for a container rootfs.
   const opts = ['index=off', 'workdir=/var/lib/c/s/3/work', 'upperdir=/var/lib/c/s/3/fs', 'lowerdir=/var/lib/c/s/2/fs:/var/lib/c/s/1/fs'];
   const got = parseMountOptions(opts);
-  t.same(got, { flags: 0, propagation: 0, data: opts.join(',') });
+  t.same(got, { flags: 0, propagation: 0, data: opts.join(','), loop: false });
   t.equal(got.data, containerdParse(opts).data);
   t.equal(got.flags, containerdParse(opts).flags);
   // a read-only view (View snapshot): lowerdir only, plus ro flag
-  t.same(parseMountOptions(['ro', 'lowerdir=/a:/b']), { flags: MS.MS_RDONLY, propagation: 0, data: 'lowerdir=/a:/b' });
-  t.same(parseMountOptions(['index=off']), { flags: 0, propagation: 0, data: 'index=off' });
+  t.same(parseMountOptions(['ro', 'lowerdir=/a:/b']), { flags: MS.MS_RDONLY, propagation: 0, data: 'lowerdir=/a:/b', loop: false });
+  t.same(parseMountOptions(['index=off']), { flags: 0, propagation: 0, data: 'index=off', loop: false });
 });
 
 t.test('unknown options go to data preserving their order among flags', async (t) => {
@@ -160,13 +160,13 @@ t.test('unknown options go to data preserving their order among flags', async (t
   // duplicates are kept, not merged
   t.equal(parseMountOptions(['a=1', 'a=2', 'a=1']).data, 'a=1,a=2,a=1');
   // names are case-sensitive, like the Go map lookup
-  t.same(parseMountOptions(['RO', 'Bind']), { flags: 0, propagation: 0, data: 'RO,Bind' });
+  t.same(parseMountOptions(['RO', 'Bind']), { flags: 0, propagation: 0, data: 'RO,Bind', loop: false });
 });
 
 t.test('option names that are Object.prototype members are data like any unknown option', async (t) => {
   // A Go map lookup only finds the table's own keys; a plain-object lookup also finds inherited ones.
   for (const o of ['constructor', 'toString', 'hasOwnProperty', 'valueOf', '__proto__']) {
-    t.same(parseMountOptions([o]), { flags: 0, propagation: 0, data: o }, o);
+    t.same(parseMountOptions([o]), { flags: 0, propagation: 0, data: o, loop: false }, o);
   }
 });
 
@@ -184,10 +184,10 @@ t.test('propagation options are runcts\'s own extension: kept out of flags and d
     runbindable: MS.MS_UNBINDABLE | MS.MS_REC,
   };
   for (const [name, bits] of Object.entries(want)) {
-    t.same(parseMountOptions([name]), { flags: 0, propagation: bits, data: '' }, name);
+    t.same(parseMountOptions([name]), { flags: 0, propagation: bits, data: '', loop: false }, name);
   }
   const mixed = parseMountOptions(['rbind', 'rprivate', 'ro', 'size=1']);
-  t.same(mixed, { flags: MS.MS_BIND | MS.MS_REC | MS.MS_RDONLY, propagation: MS.MS_PRIVATE | MS.MS_REC, data: 'size=1' });
+  t.same(mixed, { flags: MS.MS_BIND | MS.MS_REC | MS.MS_RDONLY, propagation: MS.MS_PRIVATE | MS.MS_REC, data: 'size=1', loop: false });
   t.equal(mixed.flags & mountFlags.PROPAGATION, 0, 'no propagation bit leaks into flags');
 });
 
@@ -203,6 +203,7 @@ t.test('"defaults" behaves as in containerd: its flag is 0, so it is passed on a
 t.test('"loop" behaves as in containerd: it asks for a loop device and is never passed to the kernel as data', async (t) => {
   t.same(containerdParse(['loop', 'ro']), { flags: MS.MS_RDONLY, data: '', losetup: true });
   const got = parseMountOptions(['loop', 'ro']);
+  t.equal(got.loop, true, '"loop" is recognised');
   t.equal(got.flags, MS.MS_RDONLY);
   t.equal(got.data, '', '"loop" must not reach mount(2) data (the kernel rejects it)');
 });

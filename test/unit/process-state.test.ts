@@ -38,7 +38,7 @@ const TABLE: Record<StateKind, Record<Operation, null | [Code, string]>> = {
     kill: [Code.NotFound, 'process already finished'],
     delete: null,
     exec: [Code.FailedPrecondition, 'cannot exec in a stopped container'],
-    closeIO: [Code.FailedPrecondition, 'process already finished'],
+    closeIO: null, // as the Go shim: closing stdin of a finished process is harmless
   },
   deleted: {
     start: [Code.NotFound, 'process deleted'],

@@ -32,7 +32,6 @@ const REFUSALS: Record<StateKind, Partial<Record<Operation, [Code, string]>>> = 
     start: [Code.FailedPrecondition, 'cannot start a stopped process'],
     kill: [Code.NotFound, 'process already finished'],
     exec: [Code.FailedPrecondition, 'cannot exec in a stopped container'],
-    closeIO: [Code.FailedPrecondition, 'process already finished'],
   },
   deleted: {
     start: [Code.NotFound, 'process deleted'],
