@@ -2,7 +2,6 @@
 // race and slow subscribers; a fake Native for ordering, pid reuse and pruning.
 import * as fs from 'node:fs';
 import * as net from 'node:net';
-import * as path from 'node:path';
 import t from 'tap';
 import { native, type Native, type SpawnOptions } from '../../shim/framework/native';
 import { Reaper, type Exit } from '../../shim/framework/reaper';
