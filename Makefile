@@ -2,6 +2,8 @@
 PREFIX ?= /usr/local
 LIBDIR  = $(PREFIX)/lib/runcts
 NODE_GYP = node $(shell dirname $$(readlink -f $$(which npm)))/../node_modules/node-gyp/bin/node-gyp.js
+# Node's own headers: node-gyp run directly would try to download them (there is no network).
+NODEDIR ?= $(abspath $(dir $(realpath $(shell which node)))/..)
 
 .PHONY: all deps build addon ts install uninstall test test-unit test-integration bench clean
 
@@ -13,7 +15,7 @@ node_modules/.package-lock.json: package.json package-lock.json
 deps: node_modules/.package-lock.json
 
 addon: deps
-	cd addon && $(NODE_GYP) rebuild
+	cd addon && $(NODE_GYP) rebuild --nodedir=$(NODEDIR)
 
 ts: deps
 	npx tsc -p tsconfig.json

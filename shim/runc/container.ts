@@ -79,6 +79,8 @@ export class Container {
       }
       io = ProcessIO.create(stdio);
       const pidFile = path.join(r.bundle, 'init.pid');
+      // Exits collected from here on may be the init's (it is reparented to us when runc create exits).
+      const exitsFrom = deps.reaper.mark();
       try {
         await runc.create(r.id, {
           bundle: r.bundle, pidFile, stdio: io.childFds, noPivot: opts.no_pivot_root, noNewKeyring: opts.no_new_keyring,
@@ -91,7 +93,7 @@ export class Container {
       // Read the pid only after runc create returned: the pid file is written by rename (complete), but its
       // exit may already have been reaped; InitProcess claims it from the reaper either way.
       const pid = InitProcess.readPidFile(pidFile);
-      const init = new InitProcess(r.id, pid, r.bundle, stdio, io, runc, !hasOwnPidNamespace(r.bundle), hooks, deps.log, deps.reaper);
+      const init = new InitProcess(r.id, pid, r.bundle, stdio, io, runc, !hasOwnPidNamespace(r.bundle), hooks, deps.log, deps.reaper.wait(pid, exitsFrom));
       return new Container(r.id, r.bundle, rootfs, init);
     } catch (err) {
       io?.close();

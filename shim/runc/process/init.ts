@@ -2,7 +2,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Logger } from '../../framework/logger';
-import type { Exit, Reaper } from '../../framework/reaper';
+import type { Exit } from '../../framework/reaper';
 import { runtimeError } from '../errors';
 import type { ProcessIO, StdioPaths } from '../io';
 import type { Runc } from '../runc';
@@ -40,10 +40,10 @@ export class InitProcess {
     private readonly killAllOnExit: boolean,
     private readonly hooks: InitHooks,
     private readonly log: Logger,
-    reaper: Reaper,
+    /** The reaper's claim on this pid; it may already hold the exit (collected before the pid file was read). */
+    exit: Promise<Exit>,
   ) {
-    // The exit may already have been collected before the pid file was read: the reaper keeps it for us.
-    this.rawExit = reaper.wait(pid);
+    this.rawExit = exit;
     void this.rawExit.then((e) => this.onExit({ status: e.status, exitedAt: e.exitedAt }));
   }
 
