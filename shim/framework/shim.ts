@@ -3,13 +3,13 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { FlagError, parseFlags, type ShimFlags } from './flags';
-import { openFifoLogger, silentLogger, type Logger } from './logger';
-import { native } from './native';
-import { messageType } from './proto';
-import { RemotePublisher, toTimestamp, type Publisher } from './publisher';
-import { Reaper } from './reaper';
+import type { Logger } from './logger';
+import type { Publisher } from './publisher';
+import type { Reaper } from './reaper';
 import { readAddress, removeSocket } from './socket';
-import { TtrpcServer } from './ttrpc';
+import type { TtrpcServer } from './ttrpc';
+// Everything else is loaded by the action that needs it: `start` runs for every container and
+// must not pay for protobuf, ttrpc or logging it never uses.
 
 export const VERSION = '0.1.0';
 
@@ -69,6 +69,9 @@ export async function runShim(manager: Manager, argv = process.argv.slice(2)): P
       return 0;
     }
     case 'delete': {
+      const [{ Reaper }, { native }, { silentLogger }, { messageType }, { toTimestamp }] = await Promise.all([
+        import('./reaper'), import('./native'), import('./logger'), import('./proto'), import('./publisher'),
+      ]);
       const reaper = Reaper.start(native());
       const ss = await manager.stop(flags, bundle, reaper, silentLogger());
       reaper.stop();
@@ -96,6 +99,9 @@ function readStdin(): Buffer {
 }
 
 async function serve(manager: Manager, flags: ShimFlags, bundle: string): Promise<number> {
+  const [{ openFifoLogger }, { Reaper }, { native }, { RemotePublisher }, { TtrpcServer }] = await Promise.all([
+    import('./logger'), import('./reaper'), import('./native'), import('./publisher'), import('./ttrpc'),
+  ]);
   const log = openFifoLogger(path.join(bundle, 'log'), flags.debug, { namespace: flags.namespace, id: flags.id });
   process.on('uncaughtException', (err) => {
     log.fatal({ err }, 'uncaught exception');

@@ -1,5 +1,5 @@
 // The one mapping from runc failures (and our own refusals) to ttrpc status codes.
-import { Code, TtrpcError } from '../framework/ttrpc';
+import { Code, TtrpcError } from '../framework/ttrpc/codes';
 
 export class RuncError extends Error {
   constructor(readonly command: string, readonly exitStatus: number, readonly runcMessage: string) {

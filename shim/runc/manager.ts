@@ -12,7 +12,6 @@ import {
 import { readBundleState } from './bundle';
 import { unmountAll } from './mount';
 import { Runc } from './runc';
-import { TaskService } from './service';
 
 /** Annotations that put a container into an existing shim's group (as containerd's Go shim reads them). */
 const GROUP_ANNOTATIONS = ['io.containerd.runc.v2.group', 'io.kubernetes.cri.sandbox-id'];
@@ -104,6 +103,7 @@ export class RuncManager implements Manager {
   }
 
   async serve(ctx: ServeContext): Promise<void> {
+    const { TaskService } = await import('./service'); // the daemon only: start and delete never need it
     const service = new TaskService(ctx);
     service.register(ctx.server);
   }

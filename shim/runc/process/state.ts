@@ -1,5 +1,5 @@
 // Process lifecycle as explicit states with one transition table. Every illegal call is refused here.
-import { Code, TtrpcError } from '../../framework/ttrpc';
+import { Code, TtrpcError } from '../../framework/ttrpc/codes';
 
 export interface ExitInfo {
   status: number;
