@@ -74,6 +74,8 @@ export class EventStream {
    */
   static async start(cd: Containerd, opts: { maxLifetimeMs?: number; readyTimeoutMs?: number } = {}): Promise<EventStream> {
     const s = new EventStream(cd, opts.maxLifetimeMs ?? 600_000);
+    // The probe needs the namespace to exist (it does once an image was imported).
+    await cd.ctr(['namespaces', 'create', cd.namespace], { timeoutMs: 10_000 });
     const deadline = Date.now() + (opts.readyTimeoutMs ?? 20_000);
     for (let n = 0; Date.now() < deadline && !s.closed; n++) {
       const value = `p${process.pid}-${n}`;
