@@ -65,7 +65,8 @@ export async function runShim(manager: Manager, argv = process.argv.slice(2)): P
   switch (flags.action) {
     case 'start': {
       const address = await manager.start(flags, bundle, readStdin());
-      process.stdout.write(address);
+      // Synchronous: the process exits right after, and containerd reads exactly this output.
+      fs.writeSync(1, address);
       return 0;
     }
     case 'delete': {
@@ -77,7 +78,7 @@ export async function runShim(manager: Manager, argv = process.argv.slice(2)): P
       reaper.stop();
       const t = messageType('containerd.task.v2.DeleteResponse');
       const out = t.encode(t.fromObject({ pid: ss.pid, exit_status: ss.exitStatus, exited_at: toTimestamp(ss.exitedAt) })).finish();
-      await new Promise<void>((resolve, reject) => process.stdout.write(out, (err) => (err ? reject(err) : resolve())));
+      fs.writeSync(1, out);
       return 0;
     }
     case '':
