@@ -70,7 +70,7 @@ t.before(async () => {
 t.teardown(() => {
   if (process.env.KEEP_TMP) return;
   // Best effort: a failed test may leave a shim; kill what belongs to this run.
-  void run('pkill', ['-9', '-f', `-address ${tmpRoot}/`]).then(() => fs.rmSync(tmpRoot, { recursive: true, force: true }));
+  void run('pkill', ['-9', '-f', '--', `-address ${tmpRoot}/`]).then(() => fs.rmSync(tmpRoot, { recursive: true, force: true }));
 });
 
 let seq = 0;
@@ -111,10 +111,14 @@ interface Shim { address: string; client: TtrpcClient; pid: number; call(method:
 
 const fakeContainerdAddress = () => path.join(tmpRoot, 'containerd.sock');
 
+/** Every address a start printed: none may outlive the tests. */
+const addresses = new Set<string>();
+
 async function startShim(bundle: string, id: string, eventsSocket: string, stdin?: Buffer) {
   const r = await run(SHIM, ['-namespace', NS, '-address', fakeContainerdAddress(), '-publish-binary', '/bin/true', '-id', id, 'start'], {
     cwd: bundle, env: { ...process.env, TTRPC_ADDRESS: eventsSocket }, input: stdin ?? Buffer.alloc(0), timeoutMs: 20_000,
   });
+  if (r.stdout) addresses.add(r.stdout);
   return r;
 }
 
@@ -406,4 +410,12 @@ t.test('-v prints the version and flags are checked', async (t) => {
   t.not(nons.code, 0);
   t.match(nons.stderr, /namespace/);
   void os.tmpdir();
+});
+
+t.test('nothing is left behind: no shim process, socket or mount of these tests', async (t) => {
+  const shims = (await run('pgrep', ['-f', '--', `-address ${tmpRoot}/`])).stdout.trim();
+  t.equal(shims, '', 'no shim process left');
+  t.ok(addresses.size >= 6, `checked ${addresses.size} shim addresses`);
+  for (const a of addresses) t.notOk(fs.existsSync(a.replace('unix://', '')), `socket gone: ${a}`);
+  t.notOk(fs.readFileSync('/proc/self/mountinfo', 'utf8').includes(tmpRoot), 'no mount under the test directory');
 });
