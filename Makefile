@@ -4,6 +4,8 @@ LIBDIR  = $(PREFIX)/lib/runcts
 NODE_GYP = node $(shell dirname $$(readlink -f $$(which npm)))/../node_modules/node-gyp/bin/node-gyp.js
 # Node's own headers: node-gyp run directly would try to download them (there is no network).
 NODEDIR ?= $(abspath $(dir $(realpath $(shell which node)))/..)
+# The installed shim runs this node by absolute path: containerd's PATH may not contain it.
+NODE ?= $(realpath $(shell which node))
 
 .PHONY: all deps build addon ts install uninstall test test-unit test-integration bench clean
 
@@ -29,6 +31,7 @@ install: build
 	mkdir -p $(LIBDIR)/addon/build/Release
 	cp addon/build/Release/runcts_native.node $(LIBDIR)/addon/build/Release/
 	cd $(LIBDIR) && npm ci --omit=dev --no-audit --no-fund --ignore-scripts
+	sed -i 's|^exec node |exec $(NODE) |' $(LIBDIR)/bin/containerd-shim-runcts-v2
 	ln -sf $(LIBDIR)/bin/containerd-shim-runcts-v2 $(PREFIX)/bin/containerd-shim-runcts-v2
 
 uninstall:
