@@ -25,4 +25,4 @@ if [ ! -x "$rootfs/bin/busybox" ]; then
 fi
 
 ctr run --rm --runtime io.containerd.runcts.v2 --rootfs "$rootfs" "runcts-hello-$$" \
-  sh -c 'echo "hello from runcts: $(uname -s) container, pid $$"'
+  /bin/sh -c 'echo "hello from runcts: $(uname -s) container, pid $$"'
