@@ -5,11 +5,16 @@ import type { Logger } from '../framework/logger';
 import type { Reaper } from '../framework/reaper';
 import { messageType } from '../framework/proto';
 import { hasOwnPidNamespace, writeBundleState, type RuncOptions } from './bundle';
-import { invalidArgument, runtimeError, unimplemented } from './errors';
+import { toTimestamp } from '../framework/publisher';
+import { alreadyExists, invalidArgument, notFound, runtimeError, unimplemented } from './errors';
 import { ProcessIO, type StdioPaths } from './io';
 import { mountAll, unmountAll, type MountSpec } from './mount';
-import { InitProcess, type InitHooks } from './process/init';
-import { Runc } from './runc';
+import { ExitOrdering } from './ordering';
+import { ExecProcess } from './process/exec';
+import { InitProcess } from './process/init';
+import type { LifecycleSink, ShimProcess } from './process/lifecycle';
+import type { ExitInfo } from './process/state';
+import { Runc, type RuncApi } from './runc';
 
 const OPTIONS_TYPE = 'containerd.runc.v1.Options';
 
@@ -30,6 +35,18 @@ export interface ContainerDeps {
   reaper: Reaper;
   log: Logger;
   debug: boolean;
+  /** Queue a lifecycle event (topic, containerd.events type name, event). */
+  publish(topic: string, type: string, event: object): void;
+}
+
+export interface ExecRequest {
+  id: string;
+  exec_id: string;
+  terminal: boolean;
+  stdin: string;
+  stdout: string;
+  stderr: string;
+  spec?: { type_url: string; value: Buffer } | null;
 }
 
 export function decodeOptions(any: CreateRequest['options']): RuncOptions {
@@ -41,14 +58,54 @@ export function decodeOptions(any: CreateRequest['options']): RuncOptions {
 }
 
 export class Container {
+  readonly execs = new Map<string, ExecProcess>();
+  readonly ordering: ExitOrdering;
+  /** Set once the init exists (right after runc create). */
+  private initProcess: InitProcess | undefined;
+
   private constructor(
     readonly id: string,
     readonly bundle: string,
     readonly rootfs: string,
-    readonly init: InitProcess,
-  ) {}
+    private readonly runc: RuncApi,
+    private readonly deps: ContainerDeps,
+  ) {
+    this.ordering = new ExitOrdering(undefined, (pending) =>
+      deps.log.error({ id, pending }, 'init exit held too long for exec exits; publishing it anyway'));
+  }
 
-  static async create(r: CreateRequest, deps: ContainerDeps, hooks: InitHooks): Promise<Container> {
+  get init(): InitProcess {
+    if (!this.initProcess) throw notFound(`container ${this.id} has no init process`);
+    return this.initProcess;
+  }
+
+  /** Lifecycle events of every process of this container go through the ordering here. */
+  private readonly sink: LifecycleSink = {
+    started: (p) => {
+      if (p instanceof ExecProcess) {
+        this.ordering.execStarted(p.execId);
+        this.deps.publish('/tasks/exec-started', 'TaskExecStarted', { container_id: this.id, exec_id: p.execId, pid: p.pid });
+      } else {
+        this.deps.publish('/tasks/start', 'TaskStart', { container_id: this.id, pid: p.pid });
+      }
+    },
+    exited: (p, exit, report) => {
+      const publish = () => {
+        this.publishExit(p, exit);
+        report();
+      };
+      if (p instanceof ExecProcess) this.ordering.execExited(p.execId, publish);
+      else this.ordering.initExited(publish);
+    },
+  };
+
+  private publishExit(p: ShimProcess, exit: ExitInfo): void {
+    this.deps.publish('/tasks/exit', 'TaskExit', {
+      container_id: this.id, id: p.id, pid: p.pid, exit_status: exit.status, exited_at: toTimestamp(exit.exitedAt),
+    });
+  }
+
+  static async create(r: CreateRequest, deps: ContainerDeps): Promise<Container> {
     if (r.terminal) throw unimplemented('terminal (console socket) is not supported by this shim yet');
     if (r.checkpoint) throw unimplemented('restore from checkpoint is not supported by this shim yet');
     if (!path.isAbsolute(r.bundle) || !fs.existsSync(path.join(r.bundle, 'config.json'))) {
@@ -93,8 +150,11 @@ export class Container {
       // Read the pid only after runc create returned: the pid file is written by rename (complete), but its
       // exit may already have been reaped; InitProcess claims it from the reaper either way.
       const pid = InitProcess.readPidFile(pidFile);
-      const init = new InitProcess(r.id, pid, r.bundle, stdio, io, runc, !hasOwnPidNamespace(r.bundle), hooks, deps.log, deps.reaper.wait(pid, exitsFrom));
-      return new Container(r.id, r.bundle, rootfs, init);
+      const c = new Container(r.id, r.bundle, rootfs, runc, deps);
+      c.initProcess = new InitProcess(
+        r.id, pid, r.bundle, stdio, io, runc, !hasOwnPidNamespace(r.bundle), c.sink, deps.log, deps.reaper.wait(pid, exitsFrom),
+      );
+      return c;
     } catch (err) {
       io?.close();
       await runc.delete(r.id, { force: true }).catch(() => undefined);
@@ -109,16 +169,67 @@ export class Container {
     }
   }
 
+  /** The init for an empty exec id, else that exec. */
+  process(execId: string): InitProcess | ExecProcess {
+    if (!execId) return this.init;
+    const p = this.execs.get(execId);
+    if (!p) throw notFound(`process ${execId} not found in container ${this.id}`);
+    return p;
+  }
+
+  /** Register an exec (not started yet). */
+  addExec(r: ExecRequest): ExecProcess {
+    if (!r.exec_id) throw invalidArgument('exec id must not be empty');
+    if (this.execs.has(r.exec_id)) throw alreadyExists(`id ${r.exec_id}`);
+    this.init.allow('exec');
+    if (r.terminal) throw unimplemented('terminal (console socket) is not supported by this shim yet');
+    if (!r.spec?.value?.length) throw invalidArgument('exec needs a process spec');
+    const stdio: StdioPaths = { stdin: r.stdin, stdout: r.stdout, stderr: r.stderr, terminal: r.terminal };
+    const io = ProcessIO.create(stdio);
+    const p = new ExecProcess(r.exec_id, this.id, this.bundle, r.spec.value, stdio, io, this.runc, this.deps.reaper, this.sink, this.deps.log);
+    this.execs.set(r.exec_id, p);
+    return p;
+  }
+
+  async startExec(p: ExecProcess): Promise<void> {
+    // A stopped (or stopping) container takes no new process; checked again by runc itself.
+    this.init.allow('exec');
+    p.allow('start');
+    this.ordering.execStarting();
+    try {
+      await p.start();
+    } catch (err) {
+      this.ordering.execStartFailed();
+      throw err;
+    }
+  }
+
+  async deleteExec(p: ExecProcess): Promise<ExitInfo> {
+    const exit = await p.delete();
+    this.execs.delete(p.execId);
+    return exit;
+  }
+
   /** Delete the init (and with it the container), then release the rootfs. */
-  async delete(log: Logger) {
+  async delete(): Promise<ExitInfo> {
     const exit = await this.init.delete();
+    for (const p of this.execs.values()) {
+      if (p.state.kind !== 'deleted') await p.delete().catch(() => undefined);
+    }
+    this.execs.clear();
     if (this.rootfs) {
       try {
         unmountAll(this.rootfs);
       } catch (err) {
-        log.warn({ err, rootfs: this.rootfs }, 'failed to unmount rootfs');
+        this.deps.log.warn({ err, rootfs: this.rootfs }, 'failed to unmount rootfs');
       }
     }
     return exit;
+  }
+
+  /** pid -> exec id, for Pids. */
+  execIdOf(pid: number): string | undefined {
+    for (const p of this.execs.values()) if (p.pid === pid && p.state.kind === 'running') return p.execId;
+    return undefined;
   }
 }

@@ -31,12 +31,30 @@ export interface CreateOptions {
   consoleSocket?: string;
 }
 
+export interface ExecOptions {
+  /** The OCI process spec (JSON), written to a file runc reads. */
+  processFile: string;
+  pidFile: string;
+  stdio: [number, number, number];
+  consoleSocket?: string;
+}
+
+/** What the processes need from the runtime; a fake stands in for it in unit tests. */
+export interface RuncApi {
+  create(id: string, o: CreateOptions): Promise<void>;
+  start(id: string): Promise<void>;
+  exec(id: string, o: ExecOptions): Promise<void>;
+  kill(id: string, signal: number, all?: boolean): Promise<void>;
+  delete(id: string, opts?: { force?: boolean }): Promise<void>;
+  ps(id: string): Promise<number[]>;
+}
+
 interface RunOptions {
   stdio?: [number, number, number];
   captureStdout?: boolean;
 }
 
-export class Runc {
+export class Runc implements RuncApi {
   constructor(private readonly cfg: RuncConfig) {}
 
   static rootFor(root: string | undefined, namespace: string): string {
@@ -58,6 +76,13 @@ export class Runc {
 
   async start(id: string): Promise<void> {
     await this.run(['start', id]);
+  }
+
+  async exec(id: string, o: ExecOptions): Promise<void> {
+    const args = ['exec', '--detach', '--pid-file', o.pidFile, '--process', o.processFile];
+    if (o.consoleSocket) args.push('--console-socket', o.consoleSocket);
+    args.push(id);
+    await this.run(args, { stdio: o.stdio });
   }
 
   async kill(id: string, signal: number, all = false): Promise<void> {

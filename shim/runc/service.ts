@@ -1,11 +1,12 @@
 // containerd.task.v2.Task for runc containers: request validation, container registry, events.
 import type { Logger } from '../framework/logger';
-import { serviceDef } from '../framework/proto';
+import { messageType, serviceDef } from '../framework/proto';
 import { toTimestamp, type Publisher } from '../framework/publisher';
 import type { Reaper } from '../framework/reaper';
 import type { ServeContext } from '../framework/shim';
 import { bindService, type CallContext, type TtrpcServer } from '../framework/ttrpc';
-import { Container, type CreateRequest } from './container';
+import { Container, type CreateRequest, type ExecRequest } from './container';
+import { ExecProcess } from './process/exec';
 import { alreadyExists, invalidArgument, notFound, unimplemented } from './errors';
 import { statusOf, exitOf, type ExitInfo } from './process/state';
 
@@ -47,7 +48,8 @@ export class TaskService {
       Connect: (r) => this.connect(r),
       Shutdown: () => this.shutdown(),
     };
-    for (const name of ['Exec', 'ResizePty', 'Pause', 'Resume', 'Checkpoint', 'Update', 'Stats']) {
+    impl.Exec = (r) => this.exec(r);
+    for (const name of ['ResizePty', 'Pause', 'Resume', 'Checkpoint', 'Update', 'Stats']) {
       impl[name] = async () => { throw unimplemented(`${name} is not implemented by this shim yet`); };
     }
     bindService(server, def, impl);
@@ -60,12 +62,6 @@ export class TaskService {
     return c;
   }
 
-  /** Only init processes so far: any exec id names a process that does not exist. */
-  private initOf(r: Req): Container {
-    const c = this.get(r.id);
-    if (r.exec_id) throw notFound(`process ${r.exec_id} not found in container ${r.id}`);
-    return c;
-  }
 
   private publish(topic: string, type: string, event: object): void {
     this.publisher.publish(this.namespace, topic, `containerd.events.${type}`, event);
@@ -78,11 +74,9 @@ export class TaskService {
     this.creating.add(req.id);
     let c: Container;
     try {
-      c = await Container.create(req, { namespace: this.namespace, reaper: this.reaper, log: this.log, debug: this.debug }, {
-        started: (pid) => this.publish('/tasks/start', 'TaskStart', { container_id: req.id, pid }),
-        exited: (pid, exit) => this.publish('/tasks/exit', 'TaskExit', {
-          container_id: req.id, id: req.id, pid, exit_status: exit.status, exited_at: toTimestamp(exit.exitedAt),
-        }),
+      c = await Container.create(req, {
+        namespace: this.namespace, reaper: this.reaper, log: this.log, debug: this.debug,
+        publish: (topic, type, event) => this.publish(topic, type, event),
       });
     } finally {
       this.creating.delete(req.id);
@@ -100,29 +94,38 @@ export class TaskService {
   }
 
   private async start(r: Req) {
-    const c = this.initOf(r);
-    await c.init.start();
-    return { pid: c.init.pid };
+    const c = this.get(r.id);
+    const p = c.process(r.exec_id);
+    if (p instanceof ExecProcess) await c.startExec(p);
+    else await p.start();
+    return { pid: p.pid };
+  }
+
+  private async exec(r: Req) {
+    const c = this.get(r.id);
+    c.addExec(r as ExecRequest);
+    this.publish('/tasks/exec-added', 'TaskExecAdded', { container_id: c.id, exec_id: r.exec_id });
+    return {};
   }
 
   private async kill(r: Req) {
-    const c = this.initOf(r);
-    await c.init.kill(r.signal, r.all);
+    const p = this.get(r.id).process(r.exec_id);
+    if (p instanceof ExecProcess) await p.kill(r.signal);
+    else await p.kill(r.signal, r.all);
     return {};
   }
 
   private async wait(r: Req) {
-    const c = this.initOf(r);
-    const exit = await c.init.wait();
+    const exit = await this.get(r.id).process(r.exec_id).wait();
     return { exit_status: exit.status, exited_at: toTimestamp(exit.exitedAt) };
   }
 
   private async state(r: Req) {
-    const c = this.initOf(r);
-    const p = c.init;
+    const c = this.get(r.id);
+    const p = c.process(r.exec_id);
     const exit: ExitInfo | undefined = exitOf(p.state);
     return {
-      id: c.id,
+      id: p.id,
       bundle: c.bundle,
       pid: p.pid,
       status: statusOf(p.state),
@@ -132,13 +135,19 @@ export class TaskService {
       terminal: p.stdio.terminal,
       exit_status: exit?.status ?? 0,
       exited_at: exit ? toTimestamp(exit.exitedAt) : undefined,
-      exec_id: '',
+      exec_id: r.exec_id ?? '',
     };
   }
 
   private async delete(r: Req) {
-    const c = this.initOf(r);
-    const exit = await c.delete(this.log);
+    const c = this.get(r.id);
+    const p = c.process(r.exec_id);
+    if (p instanceof ExecProcess) {
+      // An exec's delete has no event of its own (as the Go shim).
+      const exit = await c.deleteExec(p);
+      return { pid: p.pid, exit_status: exit.status, exited_at: toTimestamp(exit.exitedAt) };
+    }
+    const exit = await c.delete();
     this.containers.delete(c.id);
     const at = toTimestamp(exit.exitedAt);
     this.publish('/tasks/delete', 'TaskDelete', { container_id: c.id, pid: c.init.pid, exit_status: exit.status, exited_at: at, id: c.id });
@@ -148,12 +157,21 @@ export class TaskService {
   private async pids(r: Req) {
     const c = this.get(r.id);
     const pids = await c.init.pids();
-    return { processes: pids.map((pid) => ({ pid })) };
+    const details = messageType('containerd.runc.v1.ProcessDetails');
+    return {
+      processes: pids.map((pid) => {
+        const execId = c.execIdOf(pid);
+        // As the Go shim: exec pids carry their exec id in a ProcessDetails.
+        return execId
+          ? { pid, info: { type_url: 'containerd.runc.v1.ProcessDetails', value: details.encode(details.fromObject({ exec_id: execId })).finish() } }
+          : { pid };
+      }),
+    };
   }
 
   private async closeIO(r: Req) {
-    const c = this.initOf(r);
-    if (r.stdin) c.init.closeStdin();
+    const p = this.get(r.id).process(r.exec_id);
+    if (r.stdin) p.closeStdin();
     return {};
   }
 

@@ -5,67 +5,48 @@ import type { Logger } from '../../framework/logger';
 import type { Exit } from '../../framework/reaper';
 import { runtimeError } from '../errors';
 import type { ProcessIO, StdioPaths } from '../io';
-import type { Runc } from '../runc';
-import { check, exitOf, type ExitInfo, type Operation, type ProcessState } from './state';
+import type { RuncApi } from '../runc';
+import { testDelay } from '../testhooks';
+import { ShimProcess, type LifecycleSink } from './lifecycle';
+import { check, exitOf, type ExitInfo } from './state';
 
-/** How long output may keep flowing after the process exited (a background child can hold the pipe forever). */
-const DRAIN_TIMEOUT_MS = 2000;
 /** How long Delete of a never-started container waits for runc delete's kill of the init to be reaped. */
 const CREATED_EXIT_WAIT_MS = 5000;
 const SIGKILL = 9;
 
-export interface InitHooks {
-  /** Publish TaskStart (called exactly once, before any exit of this process is reported). */
-  started(pid: number): void;
-  /** Publish TaskExit (called at most once, only after started()). */
-  exited(pid: number, exit: ExitInfo): void;
-}
-
-export class InitProcess {
-  state: ProcessState = { kind: 'created' };
-  private waiters: Array<(e: ExitInfo) => void> = [];
-  /** Settles once the exit has been fully processed (output drained, event published). */
-  private exitHandled: Promise<void> | undefined;
-  /** Set once Wait may be answered: the exit is processed. */
-  private reported: ExitInfo | undefined;
-  private rawExit: Promise<Exit>;
+export class InitProcess extends ShimProcess {
+  protected readonly startFailure = 'OCI runtime start failed';
+  private readonly rawExit: Promise<Exit>;
 
   constructor(
-    readonly id: string,
-    readonly pid: number,
+    id: string,
+    pid: number,
     readonly bundle: string,
-    readonly stdio: StdioPaths,
-    private readonly io: ProcessIO,
-    private readonly runc: Runc,
+    stdio: StdioPaths,
+    io: ProcessIO,
+    private readonly runc: RuncApi,
     private readonly killAllOnExit: boolean,
-    private readonly hooks: InitHooks,
-    private readonly log: Logger,
+    sink: LifecycleSink,
+    log: Logger,
     /** The reaper's claim on this pid; it may already hold the exit (collected before the pid file was read). */
     exit: Promise<Exit>,
   ) {
+    super(id, stdio, io, sink, log);
+    this.pid = pid;
     this.rawExit = exit;
-    void this.rawExit.then((e) => this.onExit({ status: e.status, exitedAt: e.exitedAt }));
+    this.watch(exit);
   }
 
-  allow(op: Operation): void {
-    check(this.state, op);
+  protected async launch(): Promise<void> {
+    await this.runc.start(this.id);
+    await testDelay('AFTER_RUNC_START');
   }
 
-  async start(): Promise<void> {
-    check(this.state, 'start');
-    this.state = { kind: 'starting' };
-    try {
-      await this.runc.start(this.id);
-    } catch (err) {
-      const held = this.state.kind === 'starting' ? this.state.heldExit : undefined;
-      this.state = { kind: 'created' };
-      if (held) this.finishExit(held, false);
-      throw runtimeError(err, 'OCI runtime start failed');
+  protected async afterExit(): Promise<void> {
+    if (this.killAllOnExit) {
+      // Without its own pid namespace nothing else kills the container's other processes.
+      await this.runc.kill(this.id, SIGKILL, true).catch((err) => this.log.debug({ err }, 'kill --all after init exit'));
     }
-    const held = this.state.kind === 'starting' ? this.state.heldExit : undefined;
-    this.state = { kind: 'running' };
-    this.hooks.started(this.pid);
-    if (held) this.finishExit(held, true);
   }
 
   async kill(signal: number, all: boolean): Promise<void> {
@@ -100,13 +81,8 @@ export class InitProcess {
     const exit = exitOf(this.state) ?? { status: 128 + SIGKILL, exitedAt: new Date() };
     this.io.close();
     this.state = { kind: 'deleted', exit };
-    this.resolveWaiters(exit);
+    this.report(exit);
     return exit;
-  }
-
-  wait(): Promise<ExitInfo> {
-    if (this.reported) return Promise.resolve(this.reported);
-    return new Promise((resolve) => this.waiters.push(resolve));
   }
 
   async pids(): Promise<number[]> {
@@ -115,48 +91,6 @@ export class InitProcess {
     } catch (err) {
       throw runtimeError(err, 'OCI runtime ps failed');
     }
-  }
-
-  closeStdin(): void {
-    check(this.state, 'closeIO');
-    this.io.closeStdin();
-  }
-
-  private onExit(exit: ExitInfo): void {
-    switch (this.state.kind) {
-      case 'starting':
-        this.state.heldExit = exit;
-        return;
-      case 'running':
-        this.finishExit(exit, true);
-        return;
-      case 'created':
-        this.finishExit(exit, false);
-        return;
-      case 'stopped':
-      case 'deleted':
-        return;
-    }
-  }
-
-  /** stopped now; output drained, children killed, then Wait answered and TaskExit published (if started). */
-  private finishExit(exit: ExitInfo, started: boolean): void {
-    this.state = { kind: 'stopped', exit, started };
-    this.exitHandled = (async () => {
-      if (this.killAllOnExit) {
-        // Without its own pid namespace nothing else kills the container's other processes.
-        await this.runc.kill(this.id, SIGKILL, true).catch((err) => this.log.debug({ err }, 'kill --all after init exit'));
-      }
-      const drained = await this.io.drained(DRAIN_TIMEOUT_MS);
-      if (!drained) this.log.warn({ id: this.id }, 'output still open after init exit; stopped waiting for it');
-      if (started) this.hooks.exited(this.pid, exit);
-      this.resolveWaiters(exit);
-    })();
-  }
-
-  private resolveWaiters(exit: ExitInfo): void {
-    this.reported ??= exit;
-    for (const w of this.waiters.splice(0)) w(exit);
   }
 
   static readPidFile(file: string): number {

@@ -1,0 +1,82 @@
+// An exec'd process: `runc exec --detach` in a running container, reaped by the pid runc reports.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { Logger } from '../../framework/logger';
+import type { Reaper } from '../../framework/reaper';
+import { Code, TtrpcError } from '../../framework/ttrpc/codes';
+import type { ProcessIO, StdioPaths } from '../io';
+import type { RuncApi } from '../runc';
+import { testDelay } from '../testhooks';
+import { InitProcess } from './init';
+import { ShimProcess, type LifecycleSink } from './lifecycle';
+import { check, exitOf, type ExitInfo } from './state';
+
+let execFileSeq = 0;
+
+export class ExecProcess extends ShimProcess {
+  protected readonly startFailure = 'OCI runtime exec failed';
+
+  constructor(
+    readonly execId: string,
+    readonly containerId: string,
+    private readonly bundle: string,
+    /** The OCI process spec as containerd sent it (JSON bytes). */
+    private readonly spec: Buffer,
+    stdio: StdioPaths,
+    io: ProcessIO,
+    private readonly runc: RuncApi,
+    private readonly reaper: Reaper,
+    sink: LifecycleSink,
+    log: Logger,
+  ) {
+    super(execId, stdio, io, sink, log);
+  }
+
+  protected async launch(): Promise<void> {
+    // Per-exec files get names of our own (exec ids are arbitrary strings) and are removed at once.
+    const base = path.join(this.bundle, `.exec-${process.pid}-${++execFileSeq}`);
+    const processFile = `${base}.json`;
+    const pidFile = `${base}.pid`;
+    try {
+      fs.writeFileSync(processFile, this.spec, { mode: 0o600 });
+      // The exec's exit may be collected before runc exec returns: claim exits from here on.
+      const exitsFrom = this.reaper.mark();
+      await this.runc.exec(this.containerId, { processFile, pidFile, stdio: this.io.childFds });
+      this.io.closeChildEnds();
+      this.io.startCopy();
+      await testDelay('AFTER_RUNC_EXEC');
+      this.pid = InitProcess.readPidFile(pidFile);
+      this.watch(this.reaper.wait(this.pid, exitsFrom));
+    } finally {
+      fs.rmSync(processFile, { force: true });
+      fs.rmSync(pidFile, { force: true });
+    }
+  }
+
+  protected async afterExit(): Promise<void> {
+    await testDelay('EXEC_EXIT');
+  }
+
+  async kill(signal: number): Promise<void> {
+    check(this.state, 'kill');
+    if (this.state.kind !== 'running' || this.pid <= 0) {
+      throw new TtrpcError(Code.FailedPrecondition, 'process not created');
+    }
+    try {
+      process.kill(this.pid, signal);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ESRCH') throw new TtrpcError(Code.NotFound, 'process already finished');
+      throw err;
+    }
+  }
+
+  async delete(): Promise<ExitInfo> {
+    check(this.state, 'delete');
+    if (this.state.kind === 'stopped') await this.exitHandled;
+    const exit = exitOf(this.state) ?? { status: 0, exitedAt: new Date(0) };
+    this.io.close();
+    this.state = { kind: 'deleted', exit };
+    this.report(exit);
+    return exit;
+  }
+}

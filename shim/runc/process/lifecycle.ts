@@ -1,0 +1,120 @@
+// What init and exec processes share: the state machine driven by start and exit, the hold of an
+// exit seen while starting, output drain before the exit is reported, and Wait.
+import type { Logger } from '../../framework/logger';
+import type { Exit } from '../../framework/reaper';
+import { runtimeError } from '../errors';
+import type { ProcessIO, StdioPaths } from '../io';
+import { check, type ExitInfo, type Operation, type ProcessState } from './state';
+
+/** How long output may keep flowing after the process exited (a background child can hold the pipe forever). */
+const DRAIN_TIMEOUT_MS = 2000;
+
+/** Where a process's lifecycle events go: the container wires these to the ordering and the outbox. */
+export interface LifecycleSink {
+  /** The process started: publish TaskStart / TaskExecStarted. Called once, before exited(). */
+  started(p: ShimProcess): void;
+  /** The process exited after it started: publish its TaskExit, then call report() (answers Wait). */
+  exited(p: ShimProcess, exit: ExitInfo, report: () => void): void;
+}
+
+export abstract class ShimProcess {
+  state: ProcessState = { kind: 'created' };
+  pid = 0;
+  private waiters: Array<(e: ExitInfo) => void> = [];
+  /** Settles once the exit has been fully processed (output drained, event published, Wait answered). */
+  protected exitHandled: Promise<void> | undefined;
+  /** Set once Wait may be answered. */
+  private reported: ExitInfo | undefined;
+
+  constructor(
+    /** Container id for the init, exec id for an exec. */
+    readonly id: string,
+    readonly stdio: StdioPaths,
+    protected readonly io: ProcessIO,
+    protected readonly sink: LifecycleSink,
+    protected readonly log: Logger,
+  ) {}
+
+  /** Run the process (`runc start` / `runc exec`); must set `pid` and call watch() for its exit. */
+  protected abstract launch(): Promise<void>;
+  /** Work between the exit and its report (kill the rest of the container, test delays). */
+  protected abstract afterExit(): Promise<void>;
+  protected abstract readonly startFailure: string;
+
+  allow(op: Operation): void {
+    check(this.state, op);
+  }
+
+  async start(): Promise<void> {
+    check(this.state, 'start');
+    this.state = { kind: 'starting' };
+    try {
+      await this.launch();
+    } catch (err) {
+      const held = this.heldExit();
+      this.state = { kind: 'created' };
+      if (held) this.finishExit(held, false);
+      throw runtimeError(err, this.startFailure);
+    }
+    const held = this.heldExit();
+    this.state = { kind: 'running' };
+    this.sink.started(this);
+    if (held) this.finishExit(held, true);
+  }
+
+  wait(): Promise<ExitInfo> {
+    if (this.reported) return Promise.resolve(this.reported);
+    return new Promise((resolve) => this.waiters.push(resolve));
+  }
+
+  closeStdin(): void {
+    check(this.state, 'closeIO');
+    this.io.closeStdin();
+  }
+
+  /** Route the reaper's exit for our pid into the state machine. */
+  protected watch(exit: Promise<Exit>): void {
+    void exit.then((e) => this.onExit({ status: e.status, exitedAt: e.exitedAt }));
+  }
+
+  private heldExit(): ExitInfo | undefined {
+    return this.state.kind === 'starting' ? this.state.heldExit : undefined;
+  }
+
+  private onExit(exit: ExitInfo): void {
+    switch (this.state.kind) {
+      case 'starting':
+        // I1: no TaskExit before the start event; start() publishes it right after.
+        this.state.heldExit = exit;
+        return;
+      case 'running':
+        this.finishExit(exit, true);
+        return;
+      case 'created':
+        this.finishExit(exit, false);
+        return;
+      case 'stopped':
+      case 'deleted':
+        return;
+    }
+  }
+
+  /** stopped now; the rest (drain, event, Wait) follows in order. */
+  protected finishExit(exit: ExitInfo, started: boolean): void {
+    this.state = { kind: 'stopped', exit, started };
+    this.exitHandled = (async () => {
+      await this.afterExit();
+      const drained = await this.io.drained(DRAIN_TIMEOUT_MS);
+      if (!drained) this.log.warn({ id: this.id, pid: this.pid }, 'output still open after exit; stopped waiting for it');
+      const report = () => this.report(exit);
+      if (started) this.sink.exited(this, exit, report);
+      else report();
+    })();
+  }
+
+  /** Answer Wait (now and later) with this exit. */
+  protected report(exit: ExitInfo): void {
+    this.reported ??= exit;
+    for (const w of this.waiters.splice(0)) w(this.reported);
+  }
+}
