@@ -157,6 +157,12 @@ async function waitGone(pid: number, ms = 10_000): Promise<boolean> {
   return !alive(pid);
 }
 
+/** ExecProcessRequest.spec: the OCI process as JSON in an Any, as containerd sends it. */
+function execSpec(args: string[]) {
+  const proc = { terminal: false, user: { uid: 0, gid: 0 }, args, cwd: '/', env: ['PATH=/bin:/sbin:/usr/bin'] };
+  return { type_url: 'types.containerd.io/opencontainers/runtime-spec/1/Process', value: Buffer.from(JSON.stringify(proc)) };
+}
+
 function createReq(id: string, bundle: string, extra: object = {}) {
   return { id, bundle, rootfs: bindRootfs(), stdin: '', stdout: path.join(bundle, 'out.log'), stderr: path.join(bundle, 'out.log'), terminal: false, ...extra };
 }
@@ -285,7 +291,8 @@ t.test('wrong ids and wrong states answer with containerd\'s status codes', asyn
   await shim.call('Create', createReq(id, bundle));
   await expectCode(t, shim.call('Create', createReq(id, bundle)), Code.AlreadyExists, 'second Create of one id');
   await expectCode(t, shim.call('State', { id, exec_id: 'no-such-exec' }), Code.NotFound, 'unknown exec id');
-  await expectCode(t, shim.call('Exec', { id, exec_id: 'e1', terminal: false, stdin: '', stdout: '', stderr: '' }), Code.Unimplemented, 'Exec (not yet)');
+  await expectCode(t, shim.call('Exec', { id, exec_id: 'e1', terminal: false, stdin: '', stdout: '', stderr: '' }), Code.InvalidArgument, 'Exec without a process spec');
+  await expectCode(t, shim.call('Exec', { id: 'nope', exec_id: 'e1', terminal: false, stdin: '', stdout: '', stderr: '', spec: execSpec(['true']) }), Code.NotFound, 'Exec into an unknown container');
   await shim.call('Start', { id, exec_id: '' });
   await expectCode(t, shim.call('Start', { id, exec_id: '' }), Code.FailedPrecondition, 'Start of a running task');
   await expectCode(t, shim.call('Delete', { id, exec_id: '' }), Code.FailedPrecondition, 'Delete of a running task');
@@ -301,6 +308,7 @@ t.test('wrong ids and wrong states answer with containerd\'s status codes', asyn
   const w = await shim.call('Wait', { id, exec_id: '' });
   t.equal(w.exit_status, 137, 'SIGKILL gives 137');
   await expectCode(t, shim.call('Kill', { id, exec_id: '', signal: 9, all: false }), Code.NotFound, 'Kill after exit');
+  await expectCode(t, shim.call('Exec', { id, exec_id: 'late', terminal: false, stdin: '', stdout: '', stderr: '', spec: execSpec(['true']) }), Code.FailedPrecondition, 'Exec into a stopped container');
   await expectCode(t, shim.call('Start', { id, exec_id: '' }), Code.FailedPrecondition, 'Start after exit');
   await shim.call('Delete', { id, exec_id: '' });
   await expectCode(t, shim.call('Delete', { id, exec_id: '' }), Code.NotFound, 'second Delete');
@@ -318,6 +326,70 @@ t.test('wrong ids and wrong states answer with containerd\'s status codes', asyn
 
   await shim.call('Shutdown', { id, now: false });
   t.ok(await waitGone(shim.pid), 'shim exits once the last container is gone');
+});
+
+t.test('exec: own stdio, status, events, id reuse, ordering with the init, no files left in the bundle', async (t) => {
+  const events = new FakeContainerdEvents(path.join(tmpRoot, 'ev-exec.sock'));
+  await events.listen();
+  t.teardown(() => events.close());
+  const id = 'execs';
+  const bundle = bundleFor(id, ['sleep', '1000']);
+  const started = await startShim(bundle, id, events.socket);
+  const shim = await connect(started.stdout);
+  t.teardown(() => shim.client.close());
+  const bundleFiles = () => fs.readdirSync(bundle).sort();
+  await shim.call('Create', createReq(id, bundle));
+  await shim.call('Start', { id, exec_id: '' });
+  const before = bundleFiles();
+
+  const out = path.join(tmpRoot, 'exec-out.log');
+  const execReq = (execId: string, args: string[]) => ({ id, exec_id: execId, terminal: false, stdin: '', stdout: out, stderr: out, spec: execSpec(args) });
+  await shim.call('Exec', execReq('e1', ['sh', '-c', 'echo exec says hi; exit 5']));
+  await expectCode(t, shim.call('Exec', execReq('e1', ['true'])), Code.AlreadyExists, 'a second exec with a live id');
+  let st = await shim.call('State', { id, exec_id: 'e1' });
+  t.equal(st.status, STATUS.CREATED, 'exec State: CREATED before Start');
+  const waiting = shim.call('Wait', { id, exec_id: 'e1' });
+  const s1 = await shim.call('Start', { id, exec_id: 'e1' });
+  t.ok(s1.pid > 0, 'exec Start returns its pid');
+  const w = await waiting;
+  t.equal(w.exit_status, 5, 'exec Wait returns its status');
+  t.match(fs.readFileSync(out, 'utf8'), 'exec says hi', 'exec output delivered before Wait returned');
+  st = await shim.call('State', { id, exec_id: 'e1' });
+  t.same([st.status, st.exit_status, st.pid], [STATUS.STOPPED, 5, s1.pid], 'exec State: STOPPED, status, pid');
+  const d = await shim.call('Delete', { id, exec_id: 'e1' });
+  t.same([d.exit_status, d.pid], [5, s1.pid], 'exec Delete returns status and pid');
+  await expectCode(t, shim.call('State', { id, exec_id: 'e1' }), Code.NotFound, 'deleted exec is gone');
+
+  await shim.call('Exec', execReq('e1', ['true']));
+  await shim.call('Start', { id, exec_id: 'e1' });
+  t.equal((await shim.call('Wait', { id, exec_id: 'e1' })).exit_status, 0, 'exec id reused after delete');
+  await shim.call('Delete', { id, exec_id: 'e1' });
+
+  await shim.call('Exec', execReq('long', ['sleep', '1000']));
+  const long = await shim.call('Start', { id, exec_id: 'long' });
+  const pids = await shim.call('Pids', { id });
+  const withExec = pids.processes.find((p: { pid: number }) => p.pid === long.pid);
+  t.ok(withExec?.info, 'Pids attaches details to the exec pid');
+  const details = messageType('containerd.runc.v1.ProcessDetails').decode(withExec.info.value) as unknown as { exec_id: string };
+  t.equal(details.exec_id, 'long', 'ProcessDetails carries the exec id');
+  t.same(bundleFiles(), before, 'no per-exec file left in the bundle');
+
+  // Killing the init kills the exec (pid namespace); the exec's exit must come first.
+  await shim.call('Kill', { id, exec_id: '', signal: 9, all: false });
+  t.equal((await shim.call('Wait', { id, exec_id: '' })).exit_status, 137);
+  t.equal((await shim.call('Wait', { id, exec_id: 'long' })).exit_status, 137, 'the exec died with its container');
+  await shim.call('Delete', { id, exec_id: '' });
+  t.ok(await events.waitFor(() => events.for(id).some((e) => e.topic === '/tasks/delete')), 'delete event arrived');
+  const evs = events.for(id).map((e) => `${e.topic}:${e.event.exec_id || e.event.id || ''}`);
+  t.same(evs, [
+    '/tasks/create:', '/tasks/start:',
+    '/tasks/exec-added:e1', '/tasks/exec-started:e1', '/tasks/exit:e1',
+    '/tasks/exec-added:e1', '/tasks/exec-started:e1', '/tasks/exit:e1',
+    '/tasks/exec-added:long', '/tasks/exec-started:long', '/tasks/exit:long',
+    `/tasks/exit:${id}`, `/tasks/delete:${id}`,
+  ], 'exec events in order; the exec exit before the init exit');
+  await shim.call('Shutdown', { id, now: false });
+  t.ok(await waitGone(shim.pid), 'shim exits');
 });
 
 t.test('two concurrent starts of one sandbox group end with one daemon', async (t) => {
