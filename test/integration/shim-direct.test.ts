@@ -74,7 +74,7 @@ t.teardown(() => {
 });
 
 let seq = 0;
-function bundleFor(id: string, args: string[], annotations: Record<string, string> = {}): string {
+function bundleFor(id: string, args: string[], annotations: Record<string, string> = {}, opts: { hostPid?: boolean } = {}): string {
   const bundle = path.join(tmpRoot, `b${++seq}`, id);
   fs.mkdirSync(bundle, { recursive: true });
   const spec = {
@@ -92,7 +92,7 @@ function bundleFor(id: string, args: string[], annotations: Record<string, strin
     ],
     annotations,
     linux: {
-      namespaces: [{ type: 'pid' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }, { type: 'network' }],
+      namespaces: [...(opts.hostPid ? [] : [{ type: 'pid' }]), { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }, { type: 'network' }],
       maskedPaths: [], readonlyPaths: [],
     },
   };
@@ -391,6 +391,49 @@ t.test('exec: own stdio, status, events, id reuse, ordering with the init, no fi
   await shim.call('Shutdown', { id, now: false });
   t.ok(await waitGone(shim.pid), 'shim exits');
 });
+
+t.test('without its own pid namespace, the init exit kills the rest; exec exits still come first', async (t) => {
+  const events = new FakeContainerdEvents(path.join(tmpRoot, 'ev-hostpid.sock'));
+  await events.listen();
+  t.teardown(() => events.close());
+  const id = 'hostpid';
+  // The init leaves a background child behind: only kill --all gets rid of it.
+  const marker = `runcts-orphan-${process.pid}`;
+  const bundle = bundleFor(id, ['sh', '-c', `sh -c 'sleep 1000; :' ${marker} & exec sleep 1000`], {}, { hostPid: true });
+  const started = await startShim(bundle, id, events.socket);
+  const shim = await connect(started.stdout);
+  t.teardown(() => shim.client.close());
+  await shim.call('Create', createReq(id, bundle));
+  await shim.call('Start', { id, exec_id: '' });
+  const execs = ['x1', 'x2', 'x3'];
+  for (const e of execs) {
+    await shim.call('Exec', { id, exec_id: e, terminal: false, stdin: '', stdout: '', stderr: '', spec: execSpec(['sleep', '1000']) });
+    await shim.call('Start', { id, exec_id: e });
+  }
+  t.ok(await waitForMarker(marker, true), 'the background child runs');
+  await shim.call('Kill', { id, exec_id: '', signal: 9, all: false });
+  t.equal((await shim.call('Wait', { id, exec_id: '' })).exit_status, 137);
+  for (const e of execs) t.equal((await shim.call('Wait', { id, exec_id: e })).exit_status, 137, `exec ${e} killed with the init`);
+  t.ok(await waitForMarker(marker, false), 'the background child was killed too');
+  await shim.call('Delete', { id, exec_id: '' });
+  t.ok(await events.waitFor(() => events.for(id).some((e) => e.topic === '/tasks/delete')));
+  const exits = events.for(id).filter((e) => e.topic === '/tasks/exit').map((e) => e.event.id);
+  t.equal(exits.length, 4, 'one exit per process');
+  t.equal(exits[3], id, 'the init exit is the last one');
+  t.same(exits.slice(0, 3).sort(), execs, 'every exec exit before it');
+  await shim.call('Shutdown', { id, now: false });
+  t.ok(await waitGone(shim.pid), 'shim exits');
+});
+
+async function waitForMarker(marker: string, present: boolean): Promise<boolean> {
+  const end = Date.now() + 10_000;
+  for (;;) {
+    const found = (await run('pgrep', ['-f', '--', marker])).stdout.trim() !== '';
+    if (found === present) return true;
+    if (Date.now() > end) return false;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
 
 t.test('two concurrent starts of one sandbox group end with one daemon', async (t) => {
   const events = new FakeContainerdEvents(path.join(tmpRoot, 'ev-group.sock'));
