@@ -21,6 +21,7 @@ addon: deps
 
 ts: deps
 	npx tsc -p tsconfig.json
+	node dist/shim/framework/proto.js --write-descriptor
 
 build: addon ts
 
