@@ -106,9 +106,16 @@ export abstract class ShimProcess {
       await this.afterExit();
       const drained = await this.io.drained(DRAIN_TIMEOUT_MS);
       if (!drained) this.log.warn({ id: this.id, pid: this.pid }, 'output still open after exit; stopped waiting for it');
-      const report = () => this.report(exit);
-      if (started) this.sink.exited(this, exit, report);
-      else report();
+      // exitHandled settles only once the exit is reported: the ordering may hold the init's
+      // TaskExit for execs, and Delete must not overtake it.
+      await new Promise<void>((reported) => {
+        const report = () => {
+          this.report(exit);
+          reported();
+        };
+        if (started) this.sink.exited(this, exit, report);
+        else report();
+      });
     })();
   }
 
