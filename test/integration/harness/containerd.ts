@@ -79,6 +79,11 @@ export interface ContainerdOptions {
   logLevel?: string;
   /** How long to wait for `ctr version` to answer (default 30 s). */
   startTimeoutMs?: number;
+  /**
+   * Extra environment for the containerd process; containerd passes its environment on to
+   * every shim it starts (e.g. the shim's RUNCTS_TEST_DELAY_* hooks). PATH cannot be changed.
+   */
+  env?: Readonly<Record<string, string>>;
 }
 
 export interface CtrOptions {
@@ -235,7 +240,7 @@ export class Containerd {
       this.proc = spawn('containerd', ['--config', this.configPath], {
         detached: true, // own process group: a ^C to the test runner does not hit it first
         stdio: ['ignore', logFd, logFd],
-        env: { ...process.env, PATH: `${this.binDir}:${SYSTEM_PATH}` },
+        env: { ...process.env, ...opts.env, PATH: `${this.binDir}:${SYSTEM_PATH}` },
       });
     } finally {
       fs.closeSync(logFd);

@@ -6,3 +6,4 @@ export * from './containerd';
 export * from './events';
 export * from './leaks';
 export * from './scenario';
+export * from './ordering';
