@@ -7,7 +7,7 @@ NODEDIR ?= $(abspath $(dir $(realpath $(shell which node)))/..)
 # The installed shim runs this node by absolute path: containerd's PATH may not contain it.
 NODE ?= $(realpath $(shell which node))
 
-.PHONY: all deps build addon ts install uninstall test test-unit test-integration bench clean
+.PHONY: all deps build addon ts install uninstall test test-unit test-integration bench stress clean
 
 all: build
 
@@ -52,3 +52,8 @@ clean:
 
 bench: build
 	node dist/test/bench/compare.js
+
+# Long exit-ordering race runs: make stress ITERATIONS=20
+ITERATIONS ?= 10
+stress: build
+	node dist/test/integration/stress-ordering.js $(ITERATIONS)

@@ -11,7 +11,7 @@ const STATES: Record<StateKind, ProcessState> = {
   created: { kind: 'created' },
   starting: { kind: 'starting' },
   running: { kind: 'running' },
-  stopped: { kind: 'stopped', exit, started: true },
+  stopped: { kind: 'stopped', exit, published: true },
   deleted: { kind: 'deleted', exit },
 };
 const OPERATIONS: Operation[] = ['start', 'kill', 'delete', 'exec', 'closeIO'];
@@ -84,7 +84,7 @@ t.test('the table covers 5 states x 5 operations, and refusals only use NotFound
 t.test('the refusal does not depend on the state\'s payload', async (t) => {
   // starting with a held exit refuses/permits exactly like starting without one
   const held: ProcessState = { kind: 'starting', heldExit: exit };
-  const neverStarted: ProcessState = { kind: 'stopped', exit, started: false };
+  const neverStarted: ProcessState = { kind: 'stopped', exit, published: false };
   for (const op of OPERATIONS) {
     t.same(outcome(held, op), outcome(STATES.starting, op), `starting+heldExit x ${op}`);
     t.same(outcome(neverStarted, op), outcome(STATES.stopped, op), `stopped(never started) x ${op}`);
@@ -92,7 +92,7 @@ t.test('the refusal does not depend on the state\'s payload', async (t) => {
 });
 
 t.test('a refused call leaves the state object untouched', async (t) => {
-  const s: ProcessState = { kind: 'stopped', exit, started: true };
+  const s: ProcessState = { kind: 'stopped', exit, published: true };
   const snapshot = JSON.stringify(s);
   t.throws(() => check(s, 'start'));
   t.equal(JSON.stringify(s), snapshot);
@@ -116,7 +116,7 @@ t.test('statusOf: what containerd sees for each state', async (t) => {
   t.equal(statusOf({ kind: 'starting', heldExit: exit }), STATUS.CREATED, 'a held exit is not visible yet');
   t.equal(statusOf(STATES.running), STATUS.RUNNING);
   t.equal(statusOf(STATES.stopped), STATUS.STOPPED);
-  t.equal(statusOf({ kind: 'stopped', exit, started: false }), STATUS.STOPPED);
+  t.equal(statusOf({ kind: 'stopped', exit, published: false }), STATUS.STOPPED);
   t.equal(statusOf(STATES.deleted), STATUS.STOPPED);
 });
 
@@ -128,5 +128,5 @@ t.test('exitOf: only stopped and deleted have an exit; the held exit of starting
   t.equal(exitOf(STATES.stopped), exit);
   t.equal(exitOf(STATES.deleted), exit);
   const other: ExitInfo = { status: 0, exitedAt: new Date(0) };
-  t.same(exitOf({ kind: 'stopped', exit: other, started: false }), { status: 0, exitedAt: new Date(0) });
+  t.same(exitOf({ kind: 'stopped', exit: other, published: false }), { status: 0, exitedAt: new Date(0) });
 });

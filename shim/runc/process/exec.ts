@@ -15,6 +15,7 @@ let execFileSeq = 0;
 
 export class ExecProcess extends ShimProcess {
   protected readonly startFailure = 'OCI runtime exec failed';
+  protected readonly reportsUnstartedExit = false;
 
   constructor(
     readonly execId: string,

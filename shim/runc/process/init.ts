@@ -16,6 +16,7 @@ const SIGKILL = 9;
 
 export class InitProcess extends ShimProcess {
   protected readonly startFailure = 'OCI runtime start failed';
+  protected readonly reportsUnstartedExit = true;
   private readonly rawExit: Promise<Exit>;
 
   constructor(
@@ -75,7 +76,7 @@ export class InitProcess extends ShimProcess {
         this.rawExit,
         new Promise<undefined>((r) => setTimeout(() => r(undefined), CREATED_EXIT_WAIT_MS).unref()),
       ]);
-      if (exit && this.state.kind === 'created') this.finishExit({ status: exit.status, exitedAt: exit.exitedAt }, false);
+      if (exit && this.state.kind === 'created') this.finishExit({ status: exit.status, exitedAt: exit.exitedAt }, this.reportsUnstartedExit);
       await this.exitHandled;
     }
     const exit = exitOf(this.state) ?? { status: 128 + SIGKILL, exitedAt: new Date() };

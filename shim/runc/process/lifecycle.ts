@@ -40,6 +40,12 @@ export abstract class ShimProcess {
   /** Work between the exit and its report (kill the rest of the container, test delays). */
   protected abstract afterExit(): Promise<void>;
   protected abstract readonly startFailure: string;
+  /**
+   * Whether an exit before any start is still published. The init: yes, as the Go shim does —
+   * consumers learn from TaskExit that a created task died (killed, or deleted, before Start).
+   * An exec: it has no pid before it starts, so there is nothing to report.
+   */
+  protected abstract readonly reportsUnstartedExit: boolean;
 
   allow(op: Operation): void {
     check(this.state, op);
@@ -53,7 +59,7 @@ export abstract class ShimProcess {
     } catch (err) {
       const held = this.heldExit();
       this.state = { kind: 'created' };
-      if (held) this.finishExit(held, false);
+      if (held) this.finishExit(held, this.reportsUnstartedExit);
       throw runtimeError(err, this.startFailure);
     }
     const held = this.heldExit();
@@ -91,7 +97,7 @@ export abstract class ShimProcess {
         this.finishExit(exit, true);
         return;
       case 'created':
-        this.finishExit(exit, false);
+        this.finishExit(exit, this.reportsUnstartedExit);
         return;
       case 'stopped':
       case 'deleted':
@@ -99,9 +105,9 @@ export abstract class ShimProcess {
     }
   }
 
-  /** stopped now; the rest (drain, event, Wait) follows in order. */
-  protected finishExit(exit: ExitInfo, started: boolean): void {
-    this.state = { kind: 'stopped', exit, started };
+  /** stopped now; the rest (drain, event if `publish`, Wait) follows in order. */
+  protected finishExit(exit: ExitInfo, publish: boolean): void {
+    this.state = { kind: 'stopped', exit, published: publish };
     this.exitHandled = (async () => {
       await this.afterExit();
       const drained = await this.io.drained(DRAIN_TIMEOUT_MS);
@@ -113,7 +119,7 @@ export abstract class ShimProcess {
           this.report(exit);
           reported();
         };
-        if (started) this.sink.exited(this, exit, report);
+        if (publish) this.sink.exited(this, exit, report);
         else report();
       });
     })();

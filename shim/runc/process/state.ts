@@ -11,7 +11,7 @@ export type ProcessState =
   /** `runc start` is running; an exit seen now is held until TaskStart is published. */
   | { kind: 'starting'; heldExit?: ExitInfo }
   | { kind: 'running' }
-  | { kind: 'stopped'; exit: ExitInfo; started: boolean }
+  | { kind: 'stopped'; exit: ExitInfo; published: boolean }
   | { kind: 'deleted'; exit: ExitInfo };
 
 export type StateKind = ProcessState['kind'];
