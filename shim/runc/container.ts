@@ -7,7 +7,7 @@ import { messageType } from '../framework/proto';
 import { hasOwnPidNamespace, writeBundleState, type RuncOptions } from './bundle';
 import { toTimestamp } from '../framework/publisher';
 import { alreadyExists, invalidArgument, notFound, runtimeError, unimplemented } from './errors';
-import { ProcessIO, type StdioPaths } from './io';
+import { createIO, type IOContext, type ProcessIO, type StdioPaths } from './io';
 import { mountAll, unmountAll, type MountSpec } from './mount';
 import { ExitOrdering } from './ordering';
 import { ExecProcess } from './process/exec';
@@ -49,6 +49,10 @@ export interface ExecRequest {
   spec?: { type_url: string; value: Buffer } | null;
 }
 
+function ioContext(id: string, deps: ContainerDeps): IOContext {
+  return { id, namespace: deps.namespace, reaper: deps.reaper, log: deps.log };
+}
+
 export function decodeOptions(any: CreateRequest['options']): RuncOptions {
   if (!any || !any.type_url) return {};
   const name = any.type_url.replace(/^.*\//, '');
@@ -59,6 +63,7 @@ export function decodeOptions(any: CreateRequest['options']): RuncOptions {
 
 export class Container {
   readonly execs = new Map<string, ExecProcess>();
+  private readonly execIdsReserved = new Set<string>();
   readonly ordering: ExitOrdering;
   /** Set once the init exists (right after runc create). */
   private initProcess: InitProcess | undefined;
@@ -106,7 +111,6 @@ export class Container {
   }
 
   static async create(r: CreateRequest, deps: ContainerDeps): Promise<Container> {
-    if (r.terminal) throw unimplemented('terminal (console socket) is not supported by this shim yet');
     if (r.checkpoint) throw unimplemented('restore from checkpoint is not supported by this shim yet');
     if (!path.isAbsolute(r.bundle) || !fs.existsSync(path.join(r.bundle, 'config.json'))) {
       throw invalidArgument(`bundle ${r.bundle} has no config.json`);
@@ -134,19 +138,19 @@ export class Container {
           throw runtimeError(err, 'failed to mount rootfs component');
         }
       }
-      io = ProcessIO.create(stdio);
+      io = await createIO(stdio, ioContext(r.id, deps));
       const pidFile = path.join(r.bundle, 'init.pid');
       // Exits collected from here on may be the init's (it is reparented to us when runc create exits).
       const exitsFrom = deps.reaper.mark();
       try {
         await runc.create(r.id, {
-          bundle: r.bundle, pidFile, stdio: io.childFds, noPivot: opts.no_pivot_root, noNewKeyring: opts.no_new_keyring,
+          bundle: r.bundle, pidFile, stdio: io.childFds, consoleSocket: io.consoleSocket,
+          noPivot: opts.no_pivot_root, noNewKeyring: opts.no_new_keyring,
         });
       } catch (err) {
         throw runtimeError(err, 'OCI runtime create failed');
       }
-      io.closeChildEnds();
-      io.startCopy();
+      await io.afterLaunch();
       // Read the pid only after runc create returned: the pid file is written by rename (complete), but its
       // exit may already have been reaped; InitProcess claims it from the reaper either way.
       const pid = InitProcess.readPidFile(pidFile);
@@ -178,14 +182,20 @@ export class Container {
   }
 
   /** Register an exec (not started yet). */
-  addExec(r: ExecRequest): ExecProcess {
+  async addExec(r: ExecRequest): Promise<ExecProcess> {
     if (!r.exec_id) throw invalidArgument('exec id must not be empty');
-    if (this.execs.has(r.exec_id)) throw alreadyExists(`id ${r.exec_id}`);
+    if (this.execs.has(r.exec_id) || this.execIdsReserved.has(r.exec_id)) throw alreadyExists(`id ${r.exec_id}`);
     this.init.allow('exec');
-    if (r.terminal) throw unimplemented('terminal (console socket) is not supported by this shim yet');
     if (!r.spec?.value?.length) throw invalidArgument('exec needs a process spec');
     const stdio: StdioPaths = { stdin: r.stdin, stdout: r.stdout, stderr: r.stderr, terminal: r.terminal };
-    const io = ProcessIO.create(stdio);
+    // Reserve the id across the await: a second Exec with it is AlreadyExists, not a second process.
+    this.execIdsReserved.add(r.exec_id);
+    let io: ProcessIO;
+    try {
+      io = await createIO(stdio, ioContext(this.id, this.deps));
+    } finally {
+      this.execIdsReserved.delete(r.exec_id);
+    }
     const p = new ExecProcess(r.exec_id, this.id, this.bundle, r.spec.value, stdio, io, this.runc, this.deps.reaper, this.sink, this.deps.log);
     this.execs.set(r.exec_id, p);
     return p;

@@ -1,12 +1,22 @@
-// A process's stdio: pipes between the container and the shim, copied to and from containerd's paths.
+// A process's stdio, chosen by the stdout URI scheme in one factory (as the Go shim's createIO):
+// a plain path (containerd's fifos, or a file) and `file://` are copied through pipes by PipeIO;
+// `binary://` hands the pipes to a logging binary (io-binary.ts); a terminal is a pty whose master
+// runc sends over a console socket (console.ts).
 //
-// The container writes into pipes we own, never into containerd's fifos directly, so it keeps running
-// when containerd (and the fifo readers) go away. Copies use stream piping: a slow reader stalls the
-// pipe, which stalls the container (backpressure, DESIGN lesson 4); EOF is always propagated.
+// PipeIO: the container writes into pipes we own, never into containerd's fifos directly, so it
+// keeps running when containerd (and the fifo readers) go away. Copies use stream piping: a slow
+// reader stalls the pipe, which stalls the container (backpressure, DESIGN lesson 4); EOF is always
+// propagated.
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import { pipeline, type Readable, type Writable } from 'node:stream';
+import * as path from 'node:path';
+import type { Logger } from '../framework/logger';
 import { native } from '../framework/native';
+import type { Reaper } from '../framework/reaper';
+import { ConsoleIO } from './console';
+import { invalidArgument } from './errors';
+import { BinaryIO } from './io-binary';
 
 export interface StdioPaths {
   stdin: string;
@@ -51,7 +61,52 @@ function openWritable(p: string, kind: Destination['kind']): Writable {
   return fs.createWriteStream(p, { flags: 'a' });
 }
 
-export class ProcessIO {
+/** What a process needs from its stdio, whatever carries it. */
+export interface ProcessIO {
+  /** Child-side fds for runc: [stdin, stdout, stderr]; -1 is /dev/null. */
+  readonly childFds: [number, number, number];
+  /** runc's --console-socket, when the process has a terminal. */
+  readonly consoleSocket?: string;
+  /** runc create/exec returned: drop our copies of the child ends and start moving data. */
+  afterLaunch(): Promise<void>;
+  /** stdout/stderr reached EOF and were flushed (true), or `timeoutMs` passed (false). */
+  drained(timeoutMs: number): Promise<boolean>;
+  /** CloseIO: the process sees EOF on stdin once containerd's writer is gone too. */
+  closeStdin(): void;
+  /** ResizePty; a process without a terminal ignores it (as the Go shim). */
+  resize(width: number, height: number): void;
+  close(): void;
+}
+
+export interface IOContext {
+  /** Container id (binary:// loggers get it as CONTAINER_ID). */
+  id: string;
+  namespace: string;
+  reaper: Reaper;
+  log: Logger;
+}
+
+/** The one factory: terminal, else by the stdout URI's scheme. */
+export async function createIO(paths: StdioPaths, ctx: IOContext): Promise<ProcessIO> {
+  if (paths.terminal) return ConsoleIO.create(paths, ctx.log);
+  const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(paths.stdout)?.[1]?.toLowerCase() ?? 'fifo';
+  switch (scheme) {
+    case 'fifo':
+      return PipeIO.create(paths);
+    case 'file': {
+      // Both streams appended to one file, as the Go shim does.
+      const file = new URL(paths.stdout).pathname;
+      fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o755 });
+      return PipeIO.create({ ...paths, stdout: file, stderr: file });
+    }
+    case 'binary':
+      return BinaryIO.create(paths, new URL(paths.stdout), ctx);
+    default:
+      throw invalidArgument(`unknown STDIO scheme ${scheme}`);
+  }
+}
+
+export class PipeIO implements ProcessIO {
   /** Child-side fds for runc: [stdin, stdout, stderr]; -1 is /dev/null. */
   readonly childFds: [number, number, number] = [-1, -1, -1];
   /** Our ends of the pipes. */
@@ -63,8 +118,8 @@ export class ProcessIO {
 
   private constructor(readonly paths: StdioPaths) {}
 
-  static create(paths: StdioPaths): ProcessIO {
-    const io = new ProcessIO(paths);
+  static create(paths: StdioPaths): PipeIO {
+    const io = new PipeIO(paths);
     try {
       if (paths.stdin) [io.childFds[0], io.parentFds[0]] = native().pipe();
       if (paths.stdout) [io.parentFds[1], io.childFds[1]] = native().pipe();
@@ -82,6 +137,15 @@ export class ProcessIO {
       if (this.childFds[i] >= 0) fs.closeSync(this.childFds[i]);
       this.childFds[i] = -1;
     }
+  }
+
+  async afterLaunch(): Promise<void> {
+    this.closeChildEnds();
+    this.startCopy();
+  }
+
+  resize(): void {
+    /* no terminal: nothing to resize */
   }
 
   /** Start copying between containerd's paths and the pipes. */

@@ -49,7 +49,11 @@ export class TaskService {
       Shutdown: () => this.shutdown(),
     };
     impl.Exec = (r) => this.exec(r);
-    for (const name of ['ResizePty', 'Pause', 'Resume', 'Checkpoint', 'Update', 'Stats']) {
+    impl.ResizePty = async (r) => {
+      this.get(r.id).process(r.exec_id).resizePty(r.width, r.height);
+      return {};
+    };
+    for (const name of ['Pause', 'Resume', 'Checkpoint', 'Update', 'Stats']) {
       impl[name] = async () => { throw unimplemented(`${name} is not implemented by this shim yet`); };
     }
     bindService(server, def, impl);
@@ -103,7 +107,7 @@ export class TaskService {
 
   private async exec(r: Req) {
     const c = this.get(r.id);
-    c.addExec(r as ExecRequest);
+    await c.addExec(r as ExecRequest);
     this.publish('/tasks/exec-added', 'TaskExecAdded', { container_id: c.id, exec_id: r.exec_id });
     return {};
   }

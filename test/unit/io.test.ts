@@ -11,7 +11,7 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import t from 'tap';
-import { ProcessIO } from '../../shim/runc/io';
+import { PipeIO } from '../../shim/runc/io';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'runcts-io-'));
 t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
@@ -105,7 +105,7 @@ const settle = async (): Promise<void> => {
 t.test('stdout through a fifo: 1 MiB arrives byte-exact, then EOF', async (t) => {
   const out = fifo('out');
   const reader = readFifo(out);
-  const io = ProcessIO.create({ stdin: '', stdout: out, stderr: '', terminal: false });
+  const io = PipeIO.create({ stdin: '', stdout: out, stderr: '', terminal: false });
   t.equal(io.childFds[0], -1, 'no stdin: /dev/null');
   t.equal(io.childFds[2], -1, 'no stderr: /dev/null');
   t.ok(io.childFds[1] >= 0);
@@ -129,7 +129,7 @@ t.test('stdout and stderr to two fifos are kept apart, each byte-exact', async (
   const err = fifo('err');
   const ro = readFifo(out);
   const re = readFifo(err);
-  const io = ProcessIO.create({ stdin: '', stdout: out, stderr: err, terminal: false });
+  const io = PipeIO.create({ stdin: '', stdout: out, stderr: err, terminal: false });
   const wo = takeChildEnd(io.childFds[1], 'w');
   const we = takeChildEnd(io.childFds[2], 'w');
   io.closeChildEnds();
@@ -149,7 +149,7 @@ t.test('stdout and stderr to two fifos are kept apart, each byte-exact', async (
 t.test('the last bytes before exit reach the fifo even when written right before EOF', async (t) => {
   const out = fifo('out');
   const reader = readFifo(out);
-  const io = ProcessIO.create({ stdin: '', stdout: out, stderr: '', terminal: false });
+  const io = PipeIO.create({ stdin: '', stdout: out, stderr: '', terminal: false });
   const writer = takeChildEnd(io.childFds[1], 'w');
   io.closeChildEnds();
   io.startCopy();
@@ -162,7 +162,7 @@ t.test('the last bytes before exit reach the fifo even when written right before
 t.test('drained(): false on timeout while a writer holds the pipe, true once it lets go', async (t) => {
   const out = fifo('out');
   const reader = readFifo(out);
-  const io = ProcessIO.create({ stdin: '', stdout: out, stderr: '', terminal: false });
+  const io = PipeIO.create({ stdin: '', stdout: out, stderr: '', terminal: false });
   const writer = takeChildEnd(io.childFds[1], 'w'); // a background child that keeps stdout open
   io.closeChildEnds();
   io.startCopy();
@@ -178,7 +178,7 @@ t.test('drained(): false on timeout while a writer holds the pipe, true once it 
 });
 
 t.test('drained() with nothing to copy is true at once', async (t) => {
-  const io = ProcessIO.create({ stdin: '', stdout: '', stderr: '', terminal: false });
+  const io = PipeIO.create({ stdin: '', stdout: '', stderr: '', terminal: false });
   t.same(io.childFds, [-1, -1, -1]);
   io.startCopy();
   t.equal(await io.drained(10), true);
@@ -187,7 +187,7 @@ t.test('drained() with nothing to copy is true at once', async (t) => {
 
 t.test('stdin: fifo data reaches the child; CloseIO gives the child EOF', async (t) => {
   const inp = fifo('in');
-  const io = ProcessIO.create({ stdin: inp, stdout: '', stderr: '', terminal: false });
+  const io = PipeIO.create({ stdin: inp, stdout: '', stderr: '', terminal: false });
   const childIn = takeChildEnd(io.childFds[0], 'r');
   io.closeChildEnds();
   io.startCopy();
@@ -209,7 +209,7 @@ t.test('stdin: fifo data reaches the child; CloseIO gives the child EOF', async 
 t.test('stdout to a regular file: created, appended to, byte-exact', async (t) => {
   const file = path.join(dir, `out-${++seq}.log`);
   fs.writeFileSync(file, 'existing\n');
-  const io = ProcessIO.create({ stdin: '', stdout: file, stderr: '', terminal: false });
+  const io = PipeIO.create({ stdin: '', stdout: file, stderr: '', terminal: false });
   const writer = takeChildEnd(io.childFds[1], 'w');
   io.closeChildEnds();
   io.startCopy();
@@ -223,7 +223,7 @@ t.test('stdout to a regular file: created, appended to, byte-exact', async (t) =
   io.close();
 
   const fresh = path.join(dir, `fresh-${++seq}.log`);
-  const io2 = ProcessIO.create({ stdin: '', stdout: fresh, stderr: '', terminal: false });
+  const io2 = PipeIO.create({ stdin: '', stdout: fresh, stderr: '', terminal: false });
   const w2 = takeChildEnd(io2.childFds[1], 'w');
   io2.closeChildEnds();
   io2.startCopy();
@@ -237,7 +237,7 @@ t.test('stdout to a regular file: created, appended to, byte-exact', async (t) =
 for (const order of ['stdout first', 'stderr first'] as const) {
   t.test(`stdout == stderr regular file keeps both streams' data (${order} reaches EOF)`, async (t) => {
     const file = path.join(dir, `combined-${++seq}.log`);
-    const io = ProcessIO.create({ stdin: '', stdout: file, stderr: file, terminal: false });
+    const io = PipeIO.create({ stdin: '', stdout: file, stderr: file, terminal: false });
     const wo = takeChildEnd(io.childFds[1], 'w');
     const we = takeChildEnd(io.childFds[2], 'w');
     io.closeChildEnds();
@@ -269,7 +269,7 @@ t.test('close() leaves no fd open', async (t) => {
   // Warm-up: Node/libuv open a few fds lazily, once per process (e.g. /dev/null), the first time a
   // fifo is wrapped in a net.Socket. One full cycle first, so the baseline already has them.
   {
-    const warm = ProcessIO.create({ stdin: fifo('in'), stdout: '', stderr: '', terminal: false });
+    const warm = PipeIO.create({ stdin: fifo('in'), stdout: '', stderr: '', terminal: false });
     warm.startCopy();
     warm.closeChildEnds();
     await settle();
@@ -279,7 +279,7 @@ t.test('close() leaves no fd open', async (t) => {
   const before = openFds();
 
   // created, never started
-  ProcessIO.create({ stdin: fifo('in'), stdout: fifo('out'), stderr: fifo('err'), terminal: false }).close();
+  PipeIO.create({ stdin: fifo('in'), stdout: fifo('out'), stderr: fifo('err'), terminal: false }).close();
   await settle();
   t.same(fdTargets(openFds()), fdTargets(before), 'after create + close');
 
@@ -289,7 +289,7 @@ t.test('close() leaves no fd open', async (t) => {
     const err = fifo('err');
     const ro = readFifo(out);
     const re = readFifo(err);
-    const io = ProcessIO.create({ stdin: fifo('in'), stdout: out, stderr: err, terminal: false });
+    const io = PipeIO.create({ stdin: fifo('in'), stdout: out, stderr: err, terminal: false });
     io.startCopy();
     io.close();
     await settle();
@@ -304,7 +304,7 @@ t.test('close() leaves no fd open', async (t) => {
     const out = fifo('out');
     const ro = readFifo(out);
     const file = path.join(dir, `errlog-${++seq}`);
-    const io = ProcessIO.create({ stdin: fifo('in'), stdout: out, stderr: file, terminal: false });
+    const io = PipeIO.create({ stdin: fifo('in'), stdout: out, stderr: file, terminal: false });
     const wo = takeChildEnd(io.childFds[1], 'w');
     const we = takeChildEnd(io.childFds[2], 'w');
     io.closeChildEnds();
@@ -324,7 +324,7 @@ t.test('close() leaves no fd open', async (t) => {
   // stdout == stderr file
   {
     const file = path.join(dir, `both-${++seq}`);
-    const io = ProcessIO.create({ stdin: '', stdout: file, stderr: file, terminal: false });
+    const io = PipeIO.create({ stdin: '', stdout: file, stderr: file, terminal: false });
     io.closeChildEnds();
     io.startCopy();
     t.equal(await io.drained(2000), true);
@@ -334,7 +334,7 @@ t.test('close() leaves no fd open', async (t) => {
   }
 
   // close twice is harmless
-  const io = ProcessIO.create({ stdin: '', stdout: fifo('out'), stderr: '', terminal: false });
+  const io = PipeIO.create({ stdin: '', stdout: fifo('out'), stderr: '', terminal: false });
   io.close();
   t.doesNotThrow(() => io.close());
   await settle();

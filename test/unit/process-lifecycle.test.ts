@@ -173,6 +173,8 @@ class FakeIO {
   constructor(private readonly clock: FakeClock) {}
   closeChildEnds(): void { this.calls.push('closeChildEnds'); }
   startCopy(): void { this.calls.push('startCopy'); }
+  async afterLaunch(): Promise<void> { this.closeChildEnds(); this.startCopy(); }
+  resize(): void { this.calls.push('resize'); }
   closeStdin(): void { this.calls.push('closeStdin'); }
   close(): void { this.calls.push('close'); }
   drained(ms: number): Promise<boolean> {
@@ -252,8 +254,8 @@ async function startInit(w: World): Promise<void> {
 
 const SPEC = '{"args":["sh","-c","echo hi"],"cwd":"/"}';
 
-function addExec(w: World, execId: string): { p: ExecProcess; io: FakeIO } {
-  const p = w.c.addExec({
+async function addExec(w: World, execId: string): Promise<{ p: ExecProcess; io: FakeIO }> {
+  const p = await w.c.addExec({
     id: CID, exec_id: execId, terminal: false, stdin: '', stdout: '', stderr: '',
     spec: { type_url: 'types.containerd.io/opencontainers/runtime-spec/1/Process', value: Buffer.from(SPEC) },
   });
@@ -266,7 +268,7 @@ function addExec(w: World, execId: string): { p: ExecProcess; io: FakeIO } {
 
 /** Start an exec and let `runc exec` return `pid`. */
 async function startedExec(w: World, execId: string, pid: number): Promise<{ p: ExecProcess; io: FakeIO }> {
-  const x = addExec(w, execId);
+  const x = await addExec(w, execId);
   const s = w.c.startExec(x.p);
   await flush();
   w.runc.execs.at(-1)!.ret(pid);
@@ -312,7 +314,7 @@ t.test('I1: init exit while runc start is still running: TaskExit after TaskStar
 t.test('I1: exec exit before runc exec returned and before its pid is known: held, then published after TaskExecStarted', async (t) => {
   const w = world(t);
   await startInit(w);
-  const { p } = addExec(w, 'e1');
+  const { p } = await addExec(w, 'e1');
   const s = w.c.startExec(p);
   await flush();
   t.equal(w.runc.execs.length, 1, 'runc exec is running');
@@ -344,7 +346,7 @@ t.test('exec: an exit of an earlier process with the same pid (before runc exec)
 t.test('I1: exec exit after runc exec returned, pid claimed, start event not yet out: held until TaskExecStarted', async (t) => {
   const w = world(t);
   await startInit(w);
-  const { p } = addExec(w, 'e1');
+  const { p } = await addExec(w, 'e1');
   const s = w.c.startExec(p);
   await flush();
   w.runc.execs[0].ret(201);
@@ -427,7 +429,7 @@ t.test('I2: init exit while execs start and run: the init\'s TaskExit is the las
   const w = world(t);
   await startInit(w);
   const a = await startedExec(w, 'a', 201);
-  const b = addExec(w, 'b');
+  const b = await addExec(w, 'b');
   const sb = w.c.startExec(b.p);
   await flush();
   w.reaper.exit(INIT_PID, 137);
@@ -473,7 +475,7 @@ t.test('I2: init exit while 1..N execs start or run, random plans and delivery o
         Object.assign(plan, await startedExec(w, plan.id, plan.pid));
         if (rnd() < 0.3) plan.io!.flowing = new Deferred<void>();
       } else {
-        Object.assign(plan, addExec(w, plan.id));
+        Object.assign(plan, await addExec(w, plan.id));
         plan.start = w.c.startExec(plan.p!).catch((e: unknown) => e);
         plan.execIdx = w.runc.execs.length - 1;
         await flush();
@@ -537,7 +539,7 @@ t.test('I2: init exit while 1..N execs start or run, random plans and delivery o
 t.test('I2: an exec start that fails releases a held init exit', async (t) => {
   const w = world(t);
   await startInit(w);
-  const { p } = addExec(w, 'e1');
+  const { p } = await addExec(w, 'e1');
   const s = w.c.startExec(p);
   await flush();
   w.reaper.exit(INIT_PID, 137);
@@ -660,7 +662,7 @@ t.test('start twice is refused', async (t) => {
   await rejectsWith(t, w.c.init.start(), Code.FailedPrecondition, /running/);
   t.same(w.runc.calls, [`start ${CID}`], 'runc start ran once');
 
-  const { p } = addExec(w, 'e1');
+  const { p } = await addExec(w, 'e1');
   const e1 = w.c.startExec(p);
   await rejectsWith(t, w.c.startExec(p), Code.FailedPrecondition, /already starting/);
   t.same(w.c.ordering.pending, { starting: 1, running: [] }, 'the refused start is not counted');
@@ -679,7 +681,7 @@ t.test('delete of a starting or running process is refused', async (t) => {
   w.runc.starts[0].resolve();
   await settled(s, 'start');
   await rejectsWith(t, w.c.delete(), Code.FailedPrecondition, /running/);
-  const { p } = addExec(w, 'e1');
+  const { p } = await addExec(w, 'e1');
   const se = w.c.startExec(p);
   await rejectsWith(t, w.c.deleteExec(p), Code.FailedPrecondition, /starting/);
   await flush();
@@ -706,11 +708,11 @@ t.test('kill after exit is refused with NotFound', async (t) => {
 t.test('exec into a stopped container is refused, and holds nothing', async (t) => {
   const w = world(t);
   await startInit(w);
-  const { p } = addExec(w, 'late'); // added while the init ran
+  const { p } = await addExec(w, 'late'); // added while the init ran
   w.reaper.exit(INIT_PID, 0);
   await flush();
   t.same(exitsOf(w.timeline), [`exit ${CID} ${INIT_PID} 0`], 'an exec that is only added does not hold the init');
-  await rejectsWith(t, () => addExec(w, 'e2'), Code.FailedPrecondition, /stopped container/);
+  await rejectsWith(t, addExec(w, 'e2'), Code.FailedPrecondition, /stopped container/);
   await rejectsWith(t, w.c.startExec(p), Code.FailedPrecondition, /stopped container/);
   t.equal(w.runc.execs.length, 0, 'runc exec never ran');
   t.same(w.c.ordering.pending, { starting: 0, running: [] });
@@ -724,7 +726,7 @@ t.test('an exec id can be reused after deleteExec, and the new one is ordered li
   const w = world(t);
   await startInit(w);
   const first = await startedExec(w, 'x', 200);
-  await rejectsWith(t, () => addExec(w, 'x'), Code.AlreadyExists);
+  await rejectsWith(t, addExec(w, 'x'), Code.AlreadyExists);
   w.reaper.exit(200, 1);
   await flush();
   t.same((await settled(w.c.deleteExec(first.p))).status, 1);
@@ -748,7 +750,7 @@ t.test('an exec id can be reused after deleteExec, and the new one is ordered li
 t.test('per-exec files live in the bundle only while runc exec runs', async (t) => {
   const w = world(t);
   await startInit(w);
-  const { p } = addExec(w, '../odd id/'); // exec ids are arbitrary strings
+  const { p } = await addExec(w, '../odd id/'); // exec ids are arbitrary strings
   const s = w.c.startExec(p);
   await flush();
   const call = w.runc.execs[0];
@@ -768,14 +770,14 @@ t.test('per-exec files live in the bundle only while runc exec runs', async (t) 
 t.test('per-exec files are removed when runc exec fails, and when its pid file is bad', async (t) => {
   const w = world(t);
   await startInit(w);
-  const a = addExec(w, 'a');
+  const a = await addExec(w, 'a');
   const sa = w.c.startExec(a.p);
   await flush();
   w.runc.execs[0].fail('exec failed: no such file', 201); // even with a pid file written
   await rejectsWith(t, sa, Code.Unknown, /OCI runtime exec failed/);
   t.same(fs.readdirSync(w.bundle), [], 'clean after a failed runc exec');
 
-  const b = addExec(w, 'b');
+  const b = await addExec(w, 'b');
   const sb = w.c.startExec(b.p);
   await flush();
   w.runc.execs[1].ret('garbage');

@@ -42,9 +42,8 @@ export class ExecProcess extends ShimProcess {
       fs.writeFileSync(processFile, this.spec, { mode: 0o600 });
       // The exec's exit may be collected before runc exec returns: claim exits from here on.
       const exitsFrom = this.reaper.mark();
-      await this.runc.exec(this.containerId, { processFile, pidFile, stdio: this.io.childFds });
-      this.io.closeChildEnds();
-      this.io.startCopy();
+      await this.runc.exec(this.containerId, { processFile, pidFile, stdio: this.io.childFds, consoleSocket: this.io.consoleSocket });
+      await this.io.afterLaunch();
       await testDelay('AFTER_RUNC_EXEC');
       this.pid = InitProcess.readPidFile(pidFile);
       this.watch(this.reaper.wait(this.pid, exitsFrom));

@@ -78,6 +78,11 @@ export abstract class ShimProcess {
     this.io.closeStdin();
   }
 
+  resizePty(width: number, height: number): void {
+    check(this.state, 'closeIO'); // the same states: anything not deleted
+    this.io.resize(width, height);
+  }
+
   /** Route the reaper's exit for our pid into the state machine. */
   protected watch(exit: Promise<Exit>): void {
     void exit.then((e) => this.onExit({ status: e.status, exitedAt: e.exitedAt }));
