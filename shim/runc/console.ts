@@ -13,6 +13,7 @@ import * as path from 'node:path';
 import { Writable } from 'node:stream';
 import type { Logger } from '../framework/logger';
 import { native, type FdWatch } from '../framework/native';
+import { openDestination } from './destination';
 import type { ProcessIO, StdioPaths } from './io';
 
 /** As the Go shim: runc must connect and send the master within this time. */
@@ -100,9 +101,7 @@ export class ConsoleIO implements ProcessIO {
       this.outputDone();
       return;
     }
-    const dst: Writable = fs.statSync(this.paths.stdout).isFIFO()
-      ? new net.Socket({ fd: fs.openSync(this.paths.stdout, fs.constants.O_RDWR), readable: false, writable: true })
-      : fs.createWriteStream(this.paths.stdout, { flags: 'a' });
+    const dst = openDestination(this.paths.stdout);
     this.cleanups.push(() => dst.destroy());
     dst.on('error', (err) => this.log.debug({ err }, 'terminal output destination failed'));
     dst.once('close', () => this.outputDone());

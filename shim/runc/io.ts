@@ -15,6 +15,7 @@ import type { Logger } from '../framework/logger';
 import { native } from '../framework/native';
 import type { Reaper } from '../framework/reaper';
 import { ConsoleIO } from './console';
+import { openDestination } from './destination';
 import { invalidArgument } from './errors';
 import { BinaryIO } from './io-binary';
 
@@ -23,18 +24,6 @@ export interface StdioPaths {
   stdout: string;
   stderr: string;
   terminal: boolean;
-}
-
-type Destination = { kind: 'null' } | { kind: 'fifo' } | { kind: 'file' };
-
-function destinationOf(p: string): Destination {
-  if (!p) return { kind: 'null' };
-  try {
-    if (fs.statSync(p).isFIFO()) return { kind: 'fifo' };
-  } catch {
-    /* not there yet: a plain file to create */
-  }
-  return { kind: 'file' };
 }
 
 interface Sink {
@@ -52,14 +41,6 @@ function finished(w: Writable): Promise<void> {
   });
 }
 
-function openWritable(p: string, kind: Destination['kind']): Writable {
-  if (kind === 'fifo') {
-    // O_RDWR never blocks on a fifo, and holding a read end keeps it writable if containerd restarts.
-    const fd = fs.openSync(p, fs.constants.O_RDWR);
-    return new net.Socket({ fd, readable: false, writable: true });
-  }
-  return fs.createWriteStream(p, { flags: 'a' });
-}
 
 /** What a process needs from its stdio, whatever carries it. */
 export interface ProcessIO {
@@ -157,7 +138,7 @@ export class PipeIO implements ProcessIO {
       // stdout and stderr may name one regular file: one stream, ended by the last of the two.
       let sink = sinks.get(p);
       if (!sink) {
-        const stream = openWritable(p, destinationOf(p).kind);
+        const stream = openDestination(p);
         sink = { stream, refs: 0, finished: finished(stream) };
         sinks.set(p, sink);
         this.streams.push(stream);
