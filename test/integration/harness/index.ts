@@ -7,3 +7,4 @@ export * from './events';
 export * from './leaks';
 export * from './scenario';
 export * from './ordering';
+export * from './stdio';
