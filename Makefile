@@ -52,6 +52,7 @@ clean:
 
 bench: build
 	node dist/test/bench/compare.js
+	node dist/test/bench/stdout-throughput.js
 
 # Long exit-ordering race runs: make stress ITERATIONS=20
 ITERATIONS ?= 10
