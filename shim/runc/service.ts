@@ -47,11 +47,8 @@ export class TaskService {
       CloseIO: (r) => this.closeIO(r),
       Connect: (r) => this.connect(r),
       Shutdown: () => this.shutdown(),
-    };
-    impl.Exec = (r) => this.exec(r);
-    impl.ResizePty = async (r) => {
-      this.get(r.id).process(r.exec_id).resizePty(r.width, r.height);
-      return {};
+      Exec: (r) => this.exec(r),
+      ResizePty: (r) => this.resizePty(r),
     };
     for (const name of ['Pause', 'Resume', 'Checkpoint', 'Update', 'Stats']) {
       impl[name] = async () => { throw unimplemented(`${name} is not implemented by this shim yet`); };
@@ -65,7 +62,6 @@ export class TaskService {
     if (!c) throw notFound(`container ${id} not found`);
     return c;
   }
-
 
   private publish(topic: string, type: string, event: object): void {
     this.publisher.publish(this.namespace, topic, `containerd.events.${type}`, event);
@@ -171,6 +167,11 @@ export class TaskService {
           : { pid };
       }),
     };
+  }
+
+  private async resizePty(r: Req) {
+    this.get(r.id).process(r.exec_id).resizePty(r.width, r.height);
+    return {};
   }
 
   private async closeIO(r: Req) {
