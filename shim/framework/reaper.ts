@@ -11,7 +11,7 @@
 // 3. spawn() registers the exit waiter before it returns. Reaping happens only on this thread,
 //    so no exit can come between the two, and an exit kept for an earlier process with the same
 //    pid is discarded: a reused pid's waiter only ever gets the new process's exit.
-// 4. There is no child_process anywhere in the shim: libuv would waitpid its own children, and
+// 4. Nothing in the shim uses Node's child-process module: libuv would waitpid its own children, and
 //    we would steal their exits (and they ours).
 import { native as loadNative, type Native, type SpawnOptions } from './native';
 
