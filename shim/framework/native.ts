@@ -85,6 +85,11 @@ export interface Native {
   watchReadable(fd: number, cb: (err?: Error) => void): FdWatch;
 }
 
+/** The shim's own environment in SpawnOptions.env form. */
+export function currentEnv(): string[] {
+  return Object.entries(process.env).map(([k, v]) => `${k}=${v ?? ''}`);
+}
+
 let loaded: Native | undefined;
 
 export function native(): Native {

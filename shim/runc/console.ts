@@ -7,13 +7,12 @@
 // through the threadpool (fs.write), so a container that stops reading its terminal cannot stall
 // the event loop, the reaper or other containers.
 import * as fs from 'node:fs';
-import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Writable } from 'node:stream';
 import type { Logger } from '../framework/logger';
 import { native, type FdWatch } from '../framework/native';
-import { openDestination } from './destination';
+import { openDestination, settlesWithin, StdinFifo } from './destination';
 import type { ProcessIO, StdioPaths } from './io';
 
 /** As the Go shim: runc must connect and send the master within this time. */
@@ -22,7 +21,7 @@ const RECEIVE_TIMEOUT_MS = 30_000;
 export class ConsoleIO implements ProcessIO {
   readonly childFds: [number, number, number] = [-1, -1, -1];
   private master = -1;
-  private stdinHold = -1;
+  private stdin: StdinFifo | undefined;
   private closed = false;
   private readonly cleanups: Array<() => void> = [];
   private outputDone!: () => void;
@@ -153,10 +152,8 @@ export class ConsoleIO implements ProcessIO {
   /** stdin fifo -> master, in order, through the threadpool. */
   private copyIn(): void {
     if (!this.paths.stdin) return;
-    const src = fs.openSync(this.paths.stdin, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
-    // Our own writer keeps the fifo from reporting EOF until CloseIO (as in PipeIO).
-    this.stdinHold = fs.openSync(this.paths.stdin, fs.constants.O_WRONLY | fs.constants.O_NONBLOCK);
-    const reader = new net.Socket({ fd: src, readable: true, writable: false });
+    this.stdin = new StdinFifo(this.paths.stdin);
+    const reader = this.stdin.reader;
     const master = this.master;
     const writer = new Writable({
       write: (chunk: Buffer, _enc, cb) => writeAll(master, chunk, cb),
@@ -168,18 +165,11 @@ export class ConsoleIO implements ProcessIO {
   }
 
   drained(timeoutMs: number): Promise<boolean> {
-    let timer: NodeJS.Timeout | undefined;
-    return Promise.race([
-      this.output.then(() => true),
-      new Promise<boolean>((r) => { timer = setTimeout(() => r(false), timeoutMs); }),
-    ]).finally(() => clearTimeout(timer));
+    return settlesWithin(this.output, timeoutMs);
   }
 
   closeStdin(): void {
-    if (this.stdinHold >= 0) {
-      fs.closeSync(this.stdinHold);
-      this.stdinHold = -1;
-    }
+    this.stdin?.close();
   }
 
   resize(width: number, height: number): void {

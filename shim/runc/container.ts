@@ -14,7 +14,7 @@ import { ExecProcess } from './process/exec';
 import { InitProcess } from './process/init';
 import type { LifecycleSink, ShimProcess } from './process/lifecycle';
 import type { ExitInfo } from './process/state';
-import { Runc, type RuncApi } from './runc';
+import { Runc, readPidFile, type RuncApi } from './runc';
 
 const OPTIONS_TYPE = 'containerd.runc.v1.Options';
 
@@ -153,7 +153,7 @@ export class Container {
       await io.afterLaunch();
       // Read the pid only after runc create returned: the pid file is written by rename (complete), but its
       // exit may already have been reaped; InitProcess claims it from the reaper either way.
-      const pid = InitProcess.readPidFile(pidFile);
+      const pid = readPidFile(pidFile);
       const c = new Container(r.id, r.bundle, rootfs, runc, deps);
       c.initProcess = new InitProcess(
         r.id, pid, r.bundle, stdio, io, runc, !hasOwnPidNamespace(r.bundle), c.sink, deps.log, deps.reaper.wait(pid, exitsFrom),

@@ -18,3 +18,39 @@ export function openDestination(p: string): Writable {
   }
   return fs.createWriteStream(p, { flags: 'a' });
 }
+
+/**
+ * containerd's stdin fifo, opened for reading without blocking. We also hold a write end of our
+ * own, so the reader does not see EOF before containerd's writer opens, nor until CloseIO (close()).
+ */
+export class StdinFifo {
+  readonly reader: net.Socket;
+  private hold: number;
+
+  constructor(p: string) {
+    const src = fs.openSync(p, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+    this.hold = fs.openSync(p, fs.constants.O_WRONLY | fs.constants.O_NONBLOCK);
+    this.reader = new net.Socket({ fd: src, readable: true, writable: false });
+  }
+
+  /** CloseIO: the process sees EOF once containerd's writer is gone too. */
+  close(): void {
+    if (this.hold >= 0) {
+      fs.closeSync(this.hold);
+      this.hold = -1;
+    }
+  }
+}
+
+/** true when `p` settles within `ms`, false when the time runs out first (output still open). */
+export async function settlesWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      p.then(() => true),
+      new Promise<boolean>((resolve) => { timer = setTimeout(() => resolve(false), ms); }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -15,7 +15,7 @@ import type { Logger } from '../framework/logger';
 import { native } from '../framework/native';
 import type { Reaper } from '../framework/reaper';
 import { ConsoleIO } from './console';
-import { openDestination } from './destination';
+import { openDestination, settlesWithin, StdinFifo } from './destination';
 import { invalidArgument } from './errors';
 import { BinaryIO } from './io-binary';
 
@@ -94,8 +94,7 @@ export class PipeIO implements ProcessIO {
   private readonly parentFds: [number, number, number] = [-1, -1, -1];
   private copies: Promise<void>[] = [];
   private streams: Array<Readable | Writable> = [];
-  /** Our write end of the stdin fifo: the container sees stdin EOF only after CloseIO closes it. */
-  private stdinHold = -1;
+  private stdin: StdinFifo | undefined;
 
   private constructor(readonly paths: StdioPaths) {}
 
@@ -150,9 +149,8 @@ export class PipeIO implements ProcessIO {
     if (outFd >= 0) this.copy(new net.Socket({ fd: outFd, readable: true, writable: false }), sinkFor(this.paths.stdout));
     if (errFd >= 0) this.copy(new net.Socket({ fd: errFd, readable: true, writable: false }), sinkFor(this.paths.stderr));
     if (inFd >= 0) {
-      const src = fs.openSync(this.paths.stdin, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
-      this.stdinHold = fs.openSync(this.paths.stdin, fs.constants.O_WRONLY | fs.constants.O_NONBLOCK);
-      const reader = new net.Socket({ fd: src, readable: true, writable: false });
+      this.stdin = new StdinFifo(this.paths.stdin);
+      const reader = this.stdin.reader;
       const writer = new net.Socket({ fd: inFd, readable: false, writable: true });
       this.streams.push(reader, writer);
       pipeline(reader, writer, () => { /* EPIPE when the process is gone: nothing to deliver to */ });
@@ -175,20 +173,11 @@ export class PipeIO implements ProcessIO {
   /** Resolves when stdout and stderr reached EOF and were flushed, or after `timeoutMs` (a background child may hold the pipe forever). */
   async drained(timeoutMs: number): Promise<boolean> {
     if (this.copies.length === 0) return true;
-    let timer: NodeJS.Timeout | undefined;
-    const done = await Promise.race([
-      Promise.all(this.copies).then(() => true),
-      new Promise<boolean>((resolve) => { timer = setTimeout(() => resolve(false), timeoutMs); }),
-    ]);
-    clearTimeout(timer);
-    return done;
+    return settlesWithin(Promise.all(this.copies), timeoutMs);
   }
 
   closeStdin(): void {
-    if (this.stdinHold >= 0) {
-      fs.closeSync(this.stdinHold);
-      this.stdinHold = -1;
-    }
+    this.stdin?.close();
   }
 
   close(): void {

@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { daemonArgs, type ShimFlags } from '../framework/flags';
 import type { Logger } from '../framework/logger';
-import { native } from '../framework/native';
+import { currentEnv, native } from '../framework/native';
 import type { Reaper } from '../framework/reaper';
 import type { Manager, ServeContext, StopStatus } from '../framework/shim';
 import {
@@ -53,7 +53,7 @@ export class RuncManager implements Manager {
           file: process.execPath,
           // argv[0] names the shim so `ps` shows what it is.
           args: [SHIM_NAME, ...process.execArgv, process.argv[1], ...daemonArgs(flags)],
-          env: Object.entries(process.env).map(([k, v]) => `${k}=${v ?? ''}`),
+          env: currentEnv(),
           cwd: bundle,
           // The daemon must not hold start's stdout/stderr: containerd waits for both to close.
           fds: [-1, -1, -1, serverFd(listener)],

@@ -2,7 +2,7 @@
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
-import { native } from '../framework/native';
+import { currentEnv, native } from '../framework/native';
 import type { Reaper } from '../framework/reaper';
 import { RuncError } from './errors';
 
@@ -118,7 +118,7 @@ export class Runc implements RuncApi {
       child = this.cfg.reaper.spawn({
         file: this.cfg.binary,
         args: [this.cfg.binary, ...this.globalArgs(), ...args],
-        env: Object.entries(process.env).map(([k, v]) => `${k}=${v ?? ''}`),
+        env: currentEnv(),
         fds: stdio,
       });
     } catch (err) {
@@ -144,6 +144,13 @@ export class Runc implements RuncApi {
     if (exit.status !== 0) throw new RuncError(args[0], exit.status, lastLoggedError(this.logPath, logOffset));
     return out;
   }
+}
+
+/** The pid runc wrote with --pid-file (runc renames it into place, so it is complete when present). */
+export function readPidFile(file: string): number {
+  const pid = Number.parseInt(fs.readFileSync(file, 'utf8').trim(), 10);
+  if (!Number.isInteger(pid) || pid <= 0) throw new Error(`invalid pid in ${path.basename(file)}`);
+  return pid;
 }
 
 function fileSize(p: string): number {

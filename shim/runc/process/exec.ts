@@ -5,9 +5,8 @@ import type { Logger } from '../../framework/logger';
 import type { Reaper } from '../../framework/reaper';
 import { Code, TtrpcError } from '../../framework/ttrpc/codes';
 import type { ProcessIO, StdioPaths } from '../io';
-import type { RuncApi } from '../runc';
+import { readPidFile, type RuncApi } from '../runc';
 import { testDelay } from '../testhooks';
-import { InitProcess } from './init';
 import { ShimProcess, type LifecycleSink } from './lifecycle';
 import { check, exitOf, type ExitInfo } from './state';
 
@@ -45,7 +44,7 @@ export class ExecProcess extends ShimProcess {
       await this.runc.exec(this.containerId, { processFile, pidFile, stdio: this.io.childFds, consoleSocket: this.io.consoleSocket });
       await this.io.afterLaunch();
       await testDelay('AFTER_RUNC_EXEC');
-      this.pid = InitProcess.readPidFile(pidFile);
+      this.pid = readPidFile(pidFile);
       this.watch(this.reaper.wait(this.pid, exitsFrom));
     } finally {
       fs.rmSync(processFile, { force: true });
@@ -73,10 +72,6 @@ export class ExecProcess extends ShimProcess {
   async delete(): Promise<ExitInfo> {
     check(this.state, 'delete');
     if (this.state.kind === 'stopped') await this.exitHandled;
-    const exit = exitOf(this.state) ?? { status: 0, exitedAt: new Date(0) };
-    this.io.close();
-    this.state = { kind: 'deleted', exit };
-    this.report(exit);
-    return exit;
+    return this.markDeleted(exitOf(this.state) ?? { status: 0, exitedAt: new Date(0) });
   }
 }

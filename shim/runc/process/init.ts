@@ -1,6 +1,4 @@
 // The container's init process: created by `runc create`, reparented to the shim, reaped by pid.
-import * as fs from 'node:fs';
-import * as path from 'node:path';
 import type { Logger } from '../../framework/logger';
 import type { Exit } from '../../framework/reaper';
 import { runtimeError } from '../errors';
@@ -79,11 +77,7 @@ export class InitProcess extends ShimProcess {
       if (exit && this.state.kind === 'created') this.finishExit({ status: exit.status, exitedAt: exit.exitedAt }, this.reportsUnstartedExit);
       await this.exitHandled;
     }
-    const exit = exitOf(this.state) ?? { status: 128 + SIGKILL, exitedAt: new Date() };
-    this.io.close();
-    this.state = { kind: 'deleted', exit };
-    this.report(exit);
-    return exit;
+    return this.markDeleted(exitOf(this.state) ?? { status: 128 + SIGKILL, exitedAt: new Date() });
   }
 
   async pids(): Promise<number[]> {
@@ -92,11 +86,5 @@ export class InitProcess extends ShimProcess {
     } catch (err) {
       throw runtimeError(err, 'OCI runtime ps failed');
     }
-  }
-
-  static readPidFile(file: string): number {
-    const pid = Number.parseInt(fs.readFileSync(file, 'utf8').trim(), 10);
-    if (!Number.isInteger(pid) || pid <= 0) throw new Error(`invalid pid in ${path.basename(file)}`);
-    return pid;
   }
 }

@@ -130,6 +130,14 @@ export abstract class ShimProcess {
     })();
   }
 
+  /** The process is gone for good: release its stdio, answer Wait with `exit`. */
+  protected markDeleted(exit: ExitInfo): ExitInfo {
+    this.io.close();
+    this.state = { kind: 'deleted', exit };
+    this.report(exit);
+    return exit;
+  }
+
   /** Answer Wait (now and later) with this exit. */
   protected report(exit: ExitInfo): void {
     this.reported ??= exit;
