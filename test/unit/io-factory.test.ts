@@ -66,7 +66,9 @@ wait
   writeAsChild(err, 'err-line\n');
   await io.afterLaunch(); // our write ends closed: the logger sees EOF
   const end = Date.now() + 5000;
-  while (Date.now() < end && !(fs.existsSync(path.join(dir, 'err')) && fs.readFileSync(path.join(dir, 'out'), 'utf8') && fs.readFileSync(path.join(dir, 'err'), 'utf8'))) {
+  // The logger's two cats start in either order: wait for both files to hold their line.
+  const holds = (name: string) => fs.existsSync(path.join(dir, name)) && fs.readFileSync(path.join(dir, name), 'utf8').length > 0;
+  while (Date.now() < end && !(holds('out') && holds('err'))) {
     await new Promise((r) => setTimeout(r, 20));
   }
   t.equal(fs.readFileSync(path.join(dir, 'out'), 'utf8'), 'out-line\n', 'stdout reached the logger on fd 3');
