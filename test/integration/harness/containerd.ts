@@ -122,6 +122,7 @@ export class Containerd {
   private exited = false;
   private exitPromise: Promise<void> | undefined;
   private stopped = false;
+  private opts: ContainerdOptions | undefined;
 
   constructor(dir: string, namespace: string) {
     this.dir = dir;
@@ -234,7 +235,35 @@ export class Containerd {
       '',
     ].join('\n');
     fs.writeFileSync(this.configPath, config);
+    this.opts = opts;
+    await this.launch();
+  }
 
+  /**
+   * Stop only the containerd process (SIGTERM, or `signal`), leaving its shims and tasks running,
+   * as a containerd restart or crash does. restart() brings it back on the same root and state.
+   */
+  async stopDaemon(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+    if (!this.running) return;
+    this.proc!.kill(signal);
+    if (!(await withTimeout(this.exitPromise!.then(() => true), 15_000))) {
+      this.proc!.kill('SIGKILL');
+      await withTimeout(this.exitPromise!, 5_000);
+    }
+  }
+
+  /** Start containerd again after stopDaemon() with the same config; it reconnects to its shims. */
+  async restart(): Promise<void> {
+    if (this.running) throw new Error('containerd is still running: stopDaemon() first');
+    if (this.stopped || !this.opts) throw new Error('this containerd was stopped for good');
+    // containerd removes and recreates its sockets itself; a stale one only delays the readiness probe.
+    fs.rmSync(this.address, { force: true });
+    await this.launch();
+  }
+
+  private async launch(): Promise<void> {
+    const opts = this.opts!;
+    this.exited = false;
     const logFd = fs.openSync(this.logPath, 'a');
     try {
       this.proc = spawn('containerd', ['--config', this.configPath], {
