@@ -6,7 +6,8 @@ import type { Reaper } from '../framework/reaper';
 import { messageType } from '../framework/proto';
 import { hasOwnPidNamespace, writeBundleState, type RuncOptions } from './bundle';
 import { toTimestamp } from '../framework/publisher';
-import { alreadyExists, invalidArgument, notFound, runtimeError, unimplemented } from './errors';
+import { alreadyExists, failedPrecondition, invalidArgument, notFound, runtimeError, unimplemented } from './errors';
+import { criuStatus } from './criu';
 import { createIO, type IOContext, type ProcessIO, type StdioPaths } from './io';
 import { mountAll, unmountAll, type MountSpec } from './mount';
 import { ExitOrdering } from './ordering';
@@ -15,6 +16,7 @@ import { InitProcess } from './process/init';
 import type { LifecycleSink, ShimProcess } from './process/lifecycle';
 import type { ExitInfo } from './process/state';
 import { Runc, readPidFile, type RuncApi } from './runc';
+import { cgroupOfPid, type Cgroup } from './cgroups';
 
 const OPTIONS_TYPE = 'containerd.runc.v1.Options';
 
@@ -67,6 +69,9 @@ export class Container {
   readonly ordering: ExitOrdering;
   /** Set once the init exists (right after runc create). */
   private initProcess: InitProcess | undefined;
+  /** The init's cgroup, found from its pid once it exists; absent when that failed (Stats then says so). */
+  private cgroup: Cgroup | undefined;
+  private oomWatch: { close(): void } | undefined;
 
   private constructor(
     readonly id: string,
@@ -91,6 +96,7 @@ export class Container {
         this.ordering.execStarted(p.execId);
         this.deps.publish('/tasks/exec-started', 'TaskExecStarted', { container_id: this.id, exec_id: p.execId, pid: p.pid });
       } else {
+        this.watchOom();
         this.deps.publish('/tasks/start', 'TaskStart', { container_id: this.id, pid: p.pid });
       }
     },
@@ -104,6 +110,40 @@ export class Container {
     },
   };
 
+  /** Find the init's cgroup (once); a failure is logged and retried by the next caller. */
+  private loadCgroup(): Cgroup | undefined {
+    if (!this.cgroup && this.initProcess && this.initProcess.pid > 0) {
+      try {
+        this.cgroup = cgroupOfPid(this.initProcess.pid);
+      } catch (err) {
+        this.deps.log.warn({ err, id: this.id }, 'cannot find the container\'s cgroup');
+      }
+    }
+    return this.cgroup;
+  }
+
+  /** /tasks/oom for every OOM kill in the container's cgroup, from its start until its delete. */
+  private watchOom(): void {
+    const cg = this.loadCgroup();
+    if (!cg || this.oomWatch) return;
+    try {
+      this.oomWatch = cg.watchOom(() => this.deps.publish('/tasks/oom', 'TaskOOM', { container_id: this.id }));
+    } catch (err) {
+      this.deps.log.warn({ err, id: this.id }, 'cannot watch the container\'s cgroup for OOM kills');
+    }
+  }
+
+  /** The cgroup metrics containerd expects from Stats. */
+  stats(): { typeUrl: string; metrics: object } {
+    const cg = this.loadCgroup();
+    if (!cg) throw notFound('cgroup does not exist');
+    try {
+      return cg.stats();
+    } catch (err) {
+      throw runtimeError(err, 'failed to read cgroup stats');
+    }
+  }
+
   private publishExit(p: ShimProcess, exit: ExitInfo): void {
     this.deps.publish('/tasks/exit', 'TaskExit', {
       container_id: this.id, id: p.id, pid: p.pid, exit_status: exit.status, exited_at: toTimestamp(exit.exitedAt),
@@ -111,7 +151,11 @@ export class Container {
   }
 
   static async create(r: CreateRequest, deps: ContainerDeps): Promise<Container> {
-    if (r.checkpoint) throw unimplemented('restore from checkpoint is not supported by this shim yet');
+    if (r.checkpoint) {
+      const criu = await criuStatus(deps.reaper);
+      if (!criu.usable) throw failedPrecondition(`restore from a checkpoint needs criu, which does not work on this machine: ${criu.reason}`);
+      throw unimplemented('restore from a checkpoint is not supported by runcts yet');
+    }
     if (!path.isAbsolute(r.bundle) || !fs.existsSync(path.join(r.bundle, 'config.json'))) {
       throw invalidArgument(`bundle ${r.bundle} has no config.json`);
     }
@@ -124,6 +168,7 @@ export class Container {
       reaper: deps.reaper,
       debug: deps.debug,
       systemdCgroup: opts.systemd_cgroup,
+      criuPath: opts.criu_path,
     });
 
     const rootfs = r.rootfs.length > 0 ? path.join(r.bundle, 'rootfs') : '';
@@ -158,6 +203,7 @@ export class Container {
       c.initProcess = new InitProcess(
         r.id, pid, r.bundle, stdio, io, runc, !hasOwnPidNamespace(r.bundle), c.sink, deps.log, deps.reaper.wait(pid, exitsFrom),
       );
+      c.loadCgroup();
       return c;
     } catch (err) {
       io?.close();
@@ -223,6 +269,8 @@ export class Container {
   /** Delete the init (and with it the container), then release the rootfs. */
   async delete(): Promise<ExitInfo> {
     const exit = await this.init.delete();
+    this.oomWatch?.close();
+    this.oomWatch = undefined;
     for (const p of this.execs.values()) {
       if (p.state.kind !== 'deleted') await p.delete().catch(() => undefined);
     }

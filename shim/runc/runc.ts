@@ -1,9 +1,8 @@
 // The runc (or crun: any binary with runc's CLI) command wrapper. Every invocation goes through the reaper.
 import * as fs from 'node:fs';
-import * as net from 'node:net';
 import * as path from 'node:path';
-import { currentEnv, native } from '../framework/native';
 import type { Reaper } from '../framework/reaper';
+import { runCommand } from './command';
 import { RuncError } from './errors';
 
 export const DEFAULT_RUNC_ROOT = '/run/containerd/runc';
@@ -18,6 +17,8 @@ export interface RuncConfig {
   reaper: Reaper;
   debug?: boolean;
   systemdCgroup?: boolean;
+  /** criu binary for checkpoint (runc's --criu), from the runtime options. */
+  criuPath?: string;
   deadlineMs?: number;
 }
 
@@ -39,6 +40,19 @@ export interface ExecOptions {
   consoleSocket?: string;
 }
 
+export interface CheckpointOptions {
+  imagePath: string;
+  workPath: string;
+  /** Keep the container running after the dump (not set: criu's dump ends it). */
+  leaveRunning: boolean;
+  openTcp?: boolean;
+  externalUnixSockets?: boolean;
+  terminal?: boolean;
+  fileLocks?: boolean;
+  emptyNamespaces?: string[];
+  cgroupsMode?: string;
+}
+
 /** What the processes need from the runtime; a fake stands in for it in unit tests. */
 export interface RuncApi {
   create(id: string, o: CreateOptions): Promise<void>;
@@ -47,6 +61,11 @@ export interface RuncApi {
   kill(id: string, signal: number, all?: boolean): Promise<void>;
   delete(id: string, opts?: { force?: boolean }): Promise<void>;
   ps(id: string): Promise<number[]>;
+  pause(id: string): Promise<void>;
+  resume(id: string): Promise<void>;
+  /** `runc update --resources <file>`: the file holds an OCI LinuxResources JSON. */
+  update(id: string, resourcesFile: string): Promise<void>;
+  checkpoint(id: string, o: CheckpointOptions): Promise<void>;
 }
 
 interface RunOptions {
@@ -99,50 +118,55 @@ export class Runc implements RuncApi {
     return pids ?? [];
   }
 
+  async pause(id: string): Promise<void> {
+    await this.run(['pause', id]);
+  }
+
+  async resume(id: string): Promise<void> {
+    await this.run(['resume', id]);
+  }
+
+  async update(id: string, resourcesFile: string): Promise<void> {
+    await this.run(['update', '--resources', resourcesFile, id]);
+  }
+
+  async checkpoint(id: string, o: CheckpointOptions): Promise<void> {
+    const args = ['checkpoint', '--image-path', o.imagePath, '--work-path', o.workPath];
+    if (o.leaveRunning) args.push('--leave-running');
+    if (o.openTcp) args.push('--tcp-established');
+    if (o.externalUnixSockets) args.push('--ext-unix-sk');
+    if (o.terminal) args.push('--shell-job');
+    if (o.fileLocks) args.push('--file-locks');
+    for (const ns of o.emptyNamespaces ?? []) args.push('--empty-ns', ns);
+    if (o.cgroupsMode) args.push('--manage-cgroups-mode', o.cgroupsMode);
+    args.push(id);
+    await this.run(args);
+  }
+
   private globalArgs(): string[] {
     const args = ['--root', this.cfg.root, '--log', this.logPath, '--log-format', 'json'];
     if (this.cfg.debug) args.push('--debug');
     if (this.cfg.systemdCgroup) args.push('--systemd-cgroup');
+    if (this.cfg.criuPath) args.push('--criu', this.cfg.criuPath);
     return args;
   }
 
   /** Run one runc command to completion; a failure carries the error runc logged during this call. */
   private async run(args: string[], o: RunOptions = {}): Promise<string> {
     const logOffset = fileSize(this.logPath);
-    let outRead = -1;
-    let outWrite = -1;
-    if (o.captureStdout) [outRead, outWrite] = native().pipe();
-    const stdio = o.stdio ?? [-1, outWrite, -1];
-    let child;
-    try {
-      child = this.cfg.reaper.spawn({
-        file: this.cfg.binary,
-        args: [this.cfg.binary, ...this.globalArgs(), ...args],
-        env: currentEnv(),
-        fds: stdio,
-      });
-    } catch (err) {
-      if (outRead >= 0) fs.closeSync(outRead);
-      throw err;
-    } finally {
-      // The child has its copy; ours would keep the pipe from ever reaching EOF.
-      if (outWrite >= 0) fs.closeSync(outWrite);
-    }
-    const stdout = outRead >= 0 ? readAll(outRead) : Promise.resolve('');
     const deadline = this.cfg.deadlineMs ?? DEFAULT_DEADLINE_MS;
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      try { process.kill(child.pid, 'SIGKILL'); } catch { /* already gone */ }
-    }, deadline);
-    const exit = await child.exited;
-    clearTimeout(timer);
-    const out = await stdout;
-    if (timedOut) {
+    const r = await runCommand(this.cfg.reaper, {
+      file: this.cfg.binary,
+      args: [...this.globalArgs(), ...args],
+      stdio: o.stdio,
+      capture: o.captureStdout ? 'stdout' : undefined,
+      deadlineMs: deadline,
+    });
+    if (r.timedOut) {
       throw Object.assign(new Error(`runc ${args[0]} did not finish within ${deadline} ms`), { code: 'ETIMEDOUT' });
     }
-    if (exit.status !== 0) throw new RuncError(args[0], exit.status, lastLoggedError(this.logPath, logOffset));
-    return out;
+    if (r.status !== 0) throw new RuncError(args[0], r.status, lastLoggedError(this.logPath, logOffset));
+    return r.output;
   }
 }
 
@@ -159,16 +183,6 @@ function fileSize(p: string): number {
   } catch {
     return 0;
   }
-}
-
-function readAll(fd: number): Promise<string> {
-  return new Promise((resolve) => {
-    const chunks: Buffer[] = [];
-    const s = new net.Socket({ fd, readable: true, writable: false });
-    s.on('data', (c: Buffer) => chunks.push(c));
-    s.on('error', () => resolve(Buffer.concat(chunks).toString('utf8')));
-    s.on('close', () => resolve(Buffer.concat(chunks).toString('utf8')));
-  });
 }
 
 /** The last error-level message runc wrote to its JSON log after `offset`. */

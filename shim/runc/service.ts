@@ -7,7 +7,8 @@ import type { ServeContext } from '../framework/shim';
 import { bindService, type CallContext, type TtrpcServer } from '../framework/ttrpc';
 import { Container, type CreateRequest, type ExecRequest } from './container';
 import { ExecProcess } from './process/exec';
-import { alreadyExists, invalidArgument, notFound, unimplemented } from './errors';
+import { checkpointContainer, decodeCheckpointOptions } from './checkpoint';
+import { alreadyExists, invalidArgument, notFound } from './errors';
 import { statusOf, exitOf, type ExitInfo } from './process/state';
 
 const TASK_SERVICE = 'containerd.task.v2.Task';
@@ -50,9 +51,11 @@ export class TaskService {
       Exec: (r) => this.exec(r),
       ResizePty: (r) => this.resizePty(r),
     };
-    for (const name of ['Pause', 'Resume', 'Checkpoint', 'Update', 'Stats']) {
-      impl[name] = async () => { throw unimplemented(`${name} is not implemented by this shim yet`); };
-    }
+    impl.Pause = (r) => this.pause(r);
+    impl.Resume = (r) => this.resume(r);
+    impl.Update = (r) => this.update(r);
+    impl.Checkpoint = (r) => this.checkpoint(r);
+    impl.Stats = (r) => this.stats(r);
     bindService(server, def, impl);
   }
 
@@ -124,11 +127,13 @@ export class TaskService {
     const c = this.get(r.id);
     const p = c.process(r.exec_id);
     const exit: ExitInfo | undefined = exitOf(p.state);
+    // As the Go shim: a running exec of a frozen container is as frozen (paused/pausing) as its init.
+    const frozen = p instanceof ExecProcess && p.state.kind === 'running' && (c.init.state.kind === 'paused' || c.init.state.kind === 'pausing');
     return {
       id: p.id,
       bundle: c.bundle,
       pid: p.pid,
-      status: statusOf(p.state),
+      status: statusOf(frozen ? c.init.state : p.state),
       stdin: p.stdio.stdin,
       stdout: p.stdio.stdout,
       stderr: p.stdio.stderr,
@@ -167,6 +172,41 @@ export class TaskService {
           : { pid };
       }),
     };
+  }
+
+  private async pause(r: Req) {
+    const c = this.get(r.id);
+    await c.init.pause();
+    this.publish('/tasks/paused', 'TaskPaused', { container_id: c.id });
+    return {};
+  }
+
+  private async resume(r: Req) {
+    const c = this.get(r.id);
+    await c.init.resume();
+    this.publish('/tasks/resumed', 'TaskResumed', { container_id: c.id });
+    return {};
+  }
+
+  private async update(r: Req) {
+    const c = this.get(r.id);
+    if (!r.resources?.value?.length) throw invalidArgument('update needs resources');
+    await c.init.update(r.resources.value as Buffer);
+    return {};
+  }
+
+  private async checkpoint(r: Req) {
+    const c = this.get(r.id);
+    if (!r.path) throw invalidArgument('checkpoint needs an image path');
+    await checkpointContainer(c, r.path, decodeCheckpointOptions(r.options), this.reaper);
+    this.publish('/tasks/checkpointed', 'TaskCheckpointed', { container_id: c.id, checkpoint: r.path });
+    return {};
+  }
+
+  private async stats(r: Req) {
+    const { typeUrl, metrics } = this.get(r.id).stats();
+    const t = messageType(typeUrl);
+    return { stats: { type_url: typeUrl, value: t.encode(t.fromObject(metrics)).finish() } };
   }
 
   private async resizePty(r: Req) {

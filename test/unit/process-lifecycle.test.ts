@@ -17,7 +17,7 @@ import { ExitOrdering, INIT_HOLD_LIMIT_MS, type Clock } from '../../shim/runc/or
 import type { ExecProcess } from '../../shim/runc/process/exec';
 import { InitProcess } from '../../shim/runc/process/init';
 import type { ShimProcess } from '../../shim/runc/process/lifecycle';
-import type { CreateOptions, ExecOptions, RuncApi } from '../../shim/runc/runc';
+import type { CheckpointOptions, CreateOptions, ExecOptions, RuncApi } from '../../shim/runc/runc';
 
 for (const v of ['AFTER_RUNC_START', 'AFTER_RUNC_EXEC', 'EXEC_EXIT']) {
   if (process.env[`RUNCTS_TEST_DELAY_${v}_MS`]) throw new Error('unit tests need the test delays off');
@@ -160,6 +160,23 @@ class FakeRunc implements RuncApi {
   }
   async ps(): Promise<number[]> {
     return [];
+  }
+  /** Pending `runc pause` calls: the test settles them. */
+  readonly pauses: Array<Deferred<void>> = [];
+  pause(id: string): Promise<void> {
+    this.calls.push(`pause ${id}`);
+    const d = new Deferred<void>();
+    this.pauses.push(d);
+    return d.promise;
+  }
+  async resume(id: string): Promise<void> {
+    this.calls.push(`resume ${id}`);
+  }
+  async update(id: string, resourcesFile: string): Promise<void> {
+    this.calls.push(`update ${id} ${fs.readFileSync(resourcesFile, 'utf8')}`);
+  }
+  async checkpoint(id: string, o: CheckpointOptions): Promise<void> {
+    this.calls.push(`checkpoint ${id} ${o.imagePath}`);
   }
 }
 
@@ -789,4 +806,77 @@ t.test('per-exec files are removed when runc exec fails, and when its pid file i
   t.same(exitsOf(w.timeline), []);
   // Two runs of one exec id never share files: names carry a sequence number.
   t.not(w.runc.execs[0].o.processFile, w.runc.execs[1].o.processFile);
+});
+
+// ---------------------------------------------------------------------------------------------
+// Pause / resume: the freeze is a state of the init; an exit during `runc pause` is held, an exit
+// while frozen thaws what is left before the rest of the exit handling.
+
+t.test('pause then resume: pausing while runc pause runs, paused after, running after resume', async (t) => {
+  const w = world(t);
+  await startInit(w);
+  const paused = w.init.pause();
+  await flush();
+  t.equal(w.init.state.kind, 'pausing');
+  await rejectsWith(t, () => w.init.pause(), Code.FailedPrecondition, /already pausing/);
+  w.runc.pauses[0].resolve();
+  await settled(paused, 'pause');
+  t.equal(w.init.state.kind, 'paused');
+  await rejectsWith(t, () => w.c.addExec({ id: CID, exec_id: 'x', terminal: false, stdin: '', stdout: '', stderr: '', spec: { type_url: '', value: Buffer.from(SPEC) } }), Code.FailedPrecondition, /paused/);
+  await rejectsWith(t, () => w.init.delete(), Code.FailedPrecondition, /paused/);
+  await settled(w.init.resume(), 'resume');
+  t.equal(w.init.state.kind, 'running');
+  t.same(w.runc.calls.filter((c) => /pause|resume/.test(c)), [`pause ${CID}`, `resume ${CID}`]);
+});
+
+t.test('pause that runc refuses: back to running, the error carries runc\'s words', async (t) => {
+  const w = world(t);
+  await startInit(w);
+  const paused = w.init.pause();
+  await flush();
+  w.runc.pauses[0].reject(new RuncError('pause', 1, 'container not running'));
+  await rejectsWith(t, paused, Code.NotFound, /OCI runtime pause failed: container not running/);
+  t.equal(w.init.state.kind, 'running');
+});
+
+t.test('init exit during runc pause: held until the freeze settled, then thawed, then TaskExit', async (t) => {
+  const w = world(t);
+  await startInit(w);
+  const paused = w.init.pause();
+  await flush();
+  w.reaper.exit(INIT_PID, 9);
+  await flush();
+  t.equal(w.init.state.kind, 'pausing', 'the exit is held while runc pause runs');
+  t.same(exitsOf(w.timeline), [], 'no TaskExit yet');
+  w.runc.pauses[0].resolve();
+  await settled(paused, 'pause');
+  await flush();
+  t.equal(w.init.state.kind, 'stopped');
+  t.same(exitsOf(w.timeline), [`exit ${CID} ${INIT_PID} 9`]);
+  t.same(w.runc.calls.filter((c) => /pause|resume/.test(c)), [`pause ${CID}`, `resume ${CID}`], 'thawed after the exit');
+});
+
+t.test('init exit while paused: resume (thaw), then kill --all, then TaskExit; resume afterwards is refused', async (t) => {
+  const w = world(t, { killAllOnExit: true });
+  await startInit(w);
+  const paused = w.init.pause();
+  await flush();
+  w.runc.pauses[0].resolve();
+  await settled(paused, 'pause');
+  w.reaper.exit(INIT_PID, 137);
+  await flush();
+  const tail = w.runc.calls.slice(w.runc.calls.indexOf(`pause ${CID}`) + 1);
+  t.same(tail, [`resume ${CID}`, `kill ${CID} 9 --all`], 'thaw before kill --all');
+  t.same(exitsOf(w.timeline), [`exit ${CID} ${INIT_PID} 137`]);
+  await rejectsWith(t, () => w.init.resume(), Code.FailedPrecondition, /stopped/);
+});
+
+t.test('pause, checkpoint of a created init are refused; update of a created init is allowed', async (t) => {
+  const w = world(t);
+  await rejectsWith(t, () => w.init.pause(), Code.FailedPrecondition, /not started/);
+  await rejectsWith(t, () => w.init.resume(), Code.FailedPrecondition, /not paused/);
+  await rejectsWith(t, () => w.init.checkpoint({ imagePath: '/x', workPath: '/y', leaveRunning: true }), Code.FailedPrecondition, /not started/);
+  await settled(w.init.update(Buffer.from('{"memory":{"limit":1048576}}')), 'update');
+  t.same(w.runc.calls.filter((c) => c.startsWith('update')), [`update ${CID} {"memory":{"limit":1048576}}`], 'runc got the resources');
+  t.same(fs.readdirSync(w.bundle).filter((f) => f.startsWith('.update-')), [], 'the resources file is gone');
 });

@@ -11,41 +11,89 @@ const STATES: Record<StateKind, ProcessState> = {
   created: { kind: 'created' },
   starting: { kind: 'starting' },
   running: { kind: 'running' },
+  pausing: { kind: 'pausing' },
+  paused: { kind: 'paused' },
   stopped: { kind: 'stopped', exit, published: true },
   deleted: { kind: 'deleted', exit },
 };
-const OPERATIONS: Operation[] = ['start', 'kill', 'delete', 'exec', 'closeIO'];
+const OPERATIONS: Operation[] = ['start', 'kill', 'delete', 'exec', 'closeIO', 'pause', 'resume', 'update', 'checkpoint'];
 
+const FP = Code.FailedPrecondition;
+const NF = Code.NotFound;
 /** null: allowed. [code, message]: refused with exactly that. */
 const TABLE: Record<StateKind, Record<Operation, null | [Code, string]>> = {
-  created: { start: null, kill: null, delete: null, exec: null, closeIO: null },
+  created: {
+    start: null, kill: null, delete: null, exec: null, closeIO: null,
+    pause: [FP, 'cannot pause a container that has not started'],
+    resume: [FP, 'cannot resume a container that is not paused'],
+    update: null, // as the Go shim: resources may change before start
+    checkpoint: [FP, 'cannot checkpoint a container that has not started'],
+  },
   starting: {
-    start: [Code.FailedPrecondition, 'process is already starting'],
+    start: [FP, 'process is already starting'],
     kill: null,
-    delete: [Code.FailedPrecondition, 'cannot delete a starting process'],
+    delete: [FP, 'cannot delete a starting process'],
     exec: null,
     closeIO: null,
+    pause: [FP, 'cannot pause a starting container'],
+    resume: [FP, 'cannot resume a container that is not paused'],
+    update: null,
+    checkpoint: [FP, 'cannot checkpoint a starting container'],
   },
   running: {
-    start: [Code.FailedPrecondition, 'cannot start a running process'],
+    start: [FP, 'cannot start a running process'],
     kill: null,
-    delete: [Code.FailedPrecondition, 'cannot delete a running process'],
+    delete: [FP, 'cannot delete a running process'],
     exec: null,
     closeIO: null,
+    pause: null,
+    resume: [FP, 'cannot resume a running container'],
+    update: null,
+    checkpoint: null,
+  },
+  pausing: {
+    start: [FP, 'cannot start a pausing process'],
+    kill: null,
+    delete: [FP, 'cannot delete a pausing process'],
+    exec: [FP, 'cannot exec in a pausing container'],
+    closeIO: null,
+    pause: [FP, 'container is already pausing'],
+    resume: [FP, 'cannot resume a container that is still pausing'],
+    update: null,
+    checkpoint: [FP, 'cannot checkpoint a pausing container'],
+  },
+  paused: {
+    start: [FP, 'cannot start a paused process'],
+    kill: null, // as the Go shim: a paused container can be killed
+    delete: [FP, 'cannot delete a paused process'],
+    exec: [FP, 'cannot exec in a paused container'],
+    closeIO: null,
+    pause: [FP, 'container is already paused'],
+    resume: null,
+    update: null,
+    checkpoint: null,
   },
   stopped: {
-    start: [Code.FailedPrecondition, 'cannot start a stopped process'],
-    kill: [Code.NotFound, 'process already finished'],
+    start: [FP, 'cannot start a stopped process'],
+    kill: [NF, 'process already finished'],
     delete: null,
-    exec: [Code.FailedPrecondition, 'cannot exec in a stopped container'],
+    exec: [FP, 'cannot exec in a stopped container'],
     closeIO: null, // as the Go shim: closing stdin of a finished process is harmless
+    pause: [FP, 'cannot pause a stopped container'],
+    resume: [FP, 'cannot resume a stopped container'],
+    update: [FP, 'cannot update a stopped container'],
+    checkpoint: [FP, 'cannot checkpoint a stopped container'],
   },
   deleted: {
-    start: [Code.NotFound, 'process deleted'],
-    kill: [Code.NotFound, 'process already finished'],
-    delete: [Code.NotFound, 'process deleted'],
-    exec: [Code.NotFound, 'process deleted'],
-    closeIO: [Code.NotFound, 'process deleted'],
+    start: [NF, 'process deleted'],
+    kill: [NF, 'process already finished'],
+    delete: [NF, 'process deleted'],
+    exec: [NF, 'process deleted'],
+    closeIO: [NF, 'process deleted'],
+    pause: [NF, 'process deleted'],
+    resume: [NF, 'process deleted'],
+    update: [NF, 'process deleted'],
+    checkpoint: [NF, 'process deleted'],
   },
 };
 
@@ -68,8 +116,8 @@ t.test('every state x operation: allowed or refused with the exact code and mess
   }
 });
 
-t.test('the table covers 5 states x 5 operations, and refusals only use NotFound or FailedPrecondition', async (t) => {
-  t.equal(Object.keys(TABLE).length * OPERATIONS.length, 25);
+t.test('the table covers 7 states x 9 operations, and refusals only use NotFound or FailedPrecondition', async (t) => {
+  t.equal(Object.keys(TABLE).length * OPERATIONS.length, 63);
   const codes = new Set<string>();
   for (const kind of Object.keys(STATES) as StateKind[]) {
     for (const op of OPERATIONS) {
@@ -84,9 +132,11 @@ t.test('the table covers 5 states x 5 operations, and refusals only use NotFound
 t.test('the refusal does not depend on the state\'s payload', async (t) => {
   // starting with a held exit refuses/permits exactly like starting without one
   const held: ProcessState = { kind: 'starting', heldExit: exit };
+  const heldPausing: ProcessState = { kind: 'pausing', heldExit: exit };
   const neverStarted: ProcessState = { kind: 'stopped', exit, published: false };
   for (const op of OPERATIONS) {
     t.same(outcome(held, op), outcome(STATES.starting, op), `starting+heldExit x ${op}`);
+    t.same(outcome(heldPausing, op), outcome(STATES.pausing, op), `pausing+heldExit x ${op}`);
     t.same(outcome(neverStarted, op), outcome(STATES.stopped, op), `stopped(never started) x ${op}`);
   }
 });
@@ -115,6 +165,9 @@ t.test('statusOf: what containerd sees for each state', async (t) => {
   t.equal(statusOf(STATES.starting), STATUS.CREATED, 'not RUNNING until start returned');
   t.equal(statusOf({ kind: 'starting', heldExit: exit }), STATUS.CREATED, 'a held exit is not visible yet');
   t.equal(statusOf(STATES.running), STATUS.RUNNING);
+  t.equal(statusOf(STATES.pausing), STATUS.PAUSING);
+  t.equal(statusOf({ kind: 'pausing', heldExit: exit }), STATUS.PAUSING, 'an exit held while pausing is not visible yet');
+  t.equal(statusOf(STATES.paused), STATUS.PAUSED);
   t.equal(statusOf(STATES.stopped), STATUS.STOPPED);
   t.equal(statusOf({ kind: 'stopped', exit, published: false }), STATUS.STOPPED);
   t.equal(statusOf(STATES.deleted), STATUS.STOPPED);
@@ -125,6 +178,8 @@ t.test('exitOf: only stopped and deleted have an exit; the held exit of starting
   t.equal(exitOf(STATES.starting), undefined);
   t.equal(exitOf({ kind: 'starting', heldExit: exit }), undefined);
   t.equal(exitOf(STATES.running), undefined);
+  t.equal(exitOf({ kind: 'pausing', heldExit: exit }), undefined);
+  t.equal(exitOf(STATES.paused), undefined);
   t.equal(exitOf(STATES.stopped), exit);
   t.equal(exitOf(STATES.deleted), exit);
   const other: ExitInfo = { status: 0, exitedAt: new Date(0) };

@@ -8,7 +8,7 @@ import type { ProcessIO, StdioPaths } from '../io';
 import { readPidFile, type RuncApi } from '../runc';
 import { testDelay } from '../testhooks';
 import { ShimProcess, type LifecycleSink } from './lifecycle';
-import { check, exitOf, type ExitInfo } from './state';
+import { check, exitOf, type ExitInfo, type StateKind } from './state';
 
 let execFileSeq = 0;
 
@@ -52,7 +52,7 @@ export class ExecProcess extends ShimProcess {
     }
   }
 
-  protected async afterExit(): Promise<void> {
+  protected async afterExit(_from: StateKind): Promise<void> {
     await testDelay('EXEC_EXIT');
   }
 

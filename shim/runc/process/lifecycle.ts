@@ -4,7 +4,7 @@ import type { Logger } from '../../framework/logger';
 import type { Exit } from '../../framework/reaper';
 import { runtimeError } from '../errors';
 import type { ProcessIO, StdioPaths } from '../io';
-import { check, type ExitInfo, type Operation, type ProcessState } from './state';
+import { check, type ExitInfo, type Operation, type ProcessState, type StateKind } from './state';
 
 /** How long output may keep flowing after the process exited (a background child can hold the pipe forever). */
 const DRAIN_TIMEOUT_MS = 2000;
@@ -37,8 +37,8 @@ export abstract class ShimProcess {
 
   /** Run the process (`runc start` / `runc exec`); must set `pid` and call watch() for its exit. */
   protected abstract launch(): Promise<void>;
-  /** Work between the exit and its report (kill the rest of the container, test delays). */
-  protected abstract afterExit(): Promise<void>;
+  /** Work between the exit and its report (thaw, kill the rest of the container, test delays); `from` is the state the exit ended. */
+  protected abstract afterExit(from: StateKind): Promise<void>;
   protected abstract readonly startFailure: string;
   /**
    * Whether an exit before any start is still published. The init: yes, as the Go shim does —
@@ -88,17 +88,21 @@ export abstract class ShimProcess {
     void exit.then((e) => this.onExit({ status: e.status, exitedAt: e.exitedAt }));
   }
 
-  private heldExit(): ExitInfo | undefined {
-    return this.state.kind === 'starting' ? this.state.heldExit : undefined;
+  /** An exit that arrived while a runc call that changes the state (start, pause) was in flight. */
+  protected heldExit(): ExitInfo | undefined {
+    return this.state.kind === 'starting' || this.state.kind === 'pausing' ? this.state.heldExit : undefined;
   }
 
   private onExit(exit: ExitInfo): void {
     switch (this.state.kind) {
       case 'starting':
         // I1: no TaskExit before the start event; start() publishes it right after.
+      case 'pausing':
+        // Held until the freeze settled: afterExit must know whether to thaw what is left.
         this.state.heldExit = exit;
         return;
       case 'running':
+      case 'paused':
         this.finishExit(exit, true);
         return;
       case 'created':
@@ -112,9 +116,10 @@ export abstract class ShimProcess {
 
   /** stopped now; the rest (drain, event if `publish`, Wait) follows in order. */
   protected finishExit(exit: ExitInfo, publish: boolean): void {
+    const from = this.state.kind;
     this.state = { kind: 'stopped', exit, published: publish };
     this.exitHandled = (async () => {
-      await this.afterExit();
+      await this.afterExit(from);
       const drained = await this.io.drained(DRAIN_TIMEOUT_MS);
       if (!drained) this.log.warn({ id: this.id, pid: this.pid }, 'output still open after exit; stopped waiting for it');
       // exitHandled settles only once the exit is reported: the ordering may hold the init's

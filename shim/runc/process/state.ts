@@ -11,27 +11,57 @@ export type ProcessState =
   /** `runc start` is running; an exit seen now is held until TaskStart is published. */
   | { kind: 'starting'; heldExit?: ExitInfo }
   | { kind: 'running' }
+  /** `runc pause` is running (init only); an exit seen now is held until the freeze settled. */
+  | { kind: 'pausing'; heldExit?: ExitInfo }
+  /** The container's cgroup is frozen (init only). */
+  | { kind: 'paused' }
   | { kind: 'stopped'; exit: ExitInfo; published: boolean }
   | { kind: 'deleted'; exit: ExitInfo };
 
 export type StateKind = ProcessState['kind'];
-export type Operation = 'start' | 'kill' | 'delete' | 'exec' | 'closeIO';
+export type Operation = 'start' | 'kill' | 'delete' | 'exec' | 'closeIO' | 'pause' | 'resume' | 'update' | 'checkpoint';
 
 /** Which calls each state accepts, and the error for the ones it refuses. */
 const REFUSALS: Record<StateKind, Partial<Record<Operation, [Code, string]>>> = {
-  created: {},
+  created: {
+    pause: [Code.FailedPrecondition, 'cannot pause a container that has not started'],
+    resume: [Code.FailedPrecondition, 'cannot resume a container that is not paused'],
+    checkpoint: [Code.FailedPrecondition, 'cannot checkpoint a container that has not started'],
+  },
   starting: {
     start: [Code.FailedPrecondition, 'process is already starting'],
     delete: [Code.FailedPrecondition, 'cannot delete a starting process'],
+    pause: [Code.FailedPrecondition, 'cannot pause a starting container'],
+    resume: [Code.FailedPrecondition, 'cannot resume a container that is not paused'],
+    checkpoint: [Code.FailedPrecondition, 'cannot checkpoint a starting container'],
   },
   running: {
     start: [Code.FailedPrecondition, 'cannot start a running process'],
     delete: [Code.FailedPrecondition, 'cannot delete a running process'],
+    resume: [Code.FailedPrecondition, 'cannot resume a running container'],
+  },
+  pausing: {
+    start: [Code.FailedPrecondition, 'cannot start a pausing process'],
+    delete: [Code.FailedPrecondition, 'cannot delete a pausing process'],
+    exec: [Code.FailedPrecondition, 'cannot exec in a pausing container'],
+    pause: [Code.FailedPrecondition, 'container is already pausing'],
+    resume: [Code.FailedPrecondition, 'cannot resume a container that is still pausing'],
+    checkpoint: [Code.FailedPrecondition, 'cannot checkpoint a pausing container'],
+  },
+  paused: {
+    start: [Code.FailedPrecondition, 'cannot start a paused process'],
+    delete: [Code.FailedPrecondition, 'cannot delete a paused process'],
+    exec: [Code.FailedPrecondition, 'cannot exec in a paused container'],
+    pause: [Code.FailedPrecondition, 'container is already paused'],
   },
   stopped: {
     start: [Code.FailedPrecondition, 'cannot start a stopped process'],
     kill: [Code.NotFound, 'process already finished'],
     exec: [Code.FailedPrecondition, 'cannot exec in a stopped container'],
+    pause: [Code.FailedPrecondition, 'cannot pause a stopped container'],
+    resume: [Code.FailedPrecondition, 'cannot resume a stopped container'],
+    update: [Code.FailedPrecondition, 'cannot update a stopped container'],
+    checkpoint: [Code.FailedPrecondition, 'cannot checkpoint a stopped container'],
   },
   deleted: {
     start: [Code.NotFound, 'process deleted'],
@@ -39,6 +69,10 @@ const REFUSALS: Record<StateKind, Partial<Record<Operation, [Code, string]>>> = 
     delete: [Code.NotFound, 'process deleted'],
     exec: [Code.NotFound, 'process deleted'],
     closeIO: [Code.NotFound, 'process deleted'],
+    pause: [Code.NotFound, 'process deleted'],
+    resume: [Code.NotFound, 'process deleted'],
+    update: [Code.NotFound, 'process deleted'],
+    checkpoint: [Code.NotFound, 'process deleted'],
   },
 };
 
@@ -58,6 +92,10 @@ export function statusOf(state: ProcessState): number {
       return STATUS.CREATED;
     case 'running':
       return STATUS.RUNNING;
+    case 'pausing':
+      return STATUS.PAUSING;
+    case 'paused':
+      return STATUS.PAUSED;
     case 'stopped':
     case 'deleted':
       return STATUS.STOPPED;
