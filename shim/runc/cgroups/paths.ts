@@ -89,5 +89,6 @@ export function v2Path(proc: ProcCgroup, pid: number, cgroupRoot: string): strin
   if (!g.startsWith('/') || path.posix.normalize(g) !== g || g.startsWith('/sys/fs/cgroup')) {
     throw new Error(`cgroups: invalid cgroup v2 path ${JSON.stringify(g)} for process ${pid}`);
   }
-  return path.join(cgroupRoot, g);
+  // Go's filepath.Join cleans: the root cgroup is the mount itself, without a trailing "/".
+  return g === '/' ? path.normalize(cgroupRoot) : path.join(cgroupRoot, g);
 }
