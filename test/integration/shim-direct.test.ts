@@ -328,6 +328,86 @@ t.test('wrong ids and wrong states answer with containerd\'s status codes', asyn
   t.ok(await waitGone(shim.pid), 'shim exits once the last container is gone');
 });
 
+t.test('Pause/Resume/Update/Stats/Checkpoint over ttrpc: states, events, status codes, metrics', async (t) => {
+  const events = new FakeContainerdEvents(path.join(tmpRoot, 'ev-res.sock'));
+  await events.listen();
+  t.teardown(() => events.close());
+  const id = 'resources';
+  const bundle = bundleFor(id, ['sh', '-c', 'while :; do :; done']);
+  const started = await startShim(bundle, id, events.socket);
+  const shim = await connect(started.stdout);
+  t.teardown(() => shim.client.close());
+  const PAUSED = 4;
+
+  for (const m of ['Pause', 'Resume', 'Stats']) await expectCode(t, shim.call(m, { id: 'nope' }), Code.NotFound, `${m} of an unknown id`);
+  await shim.call('Create', createReq(id, bundle));
+  await expectCode(t, shim.call('Pause', { id }), Code.FailedPrecondition, 'Pause before Start');
+  await expectCode(t, shim.call('Update', { id }), Code.InvalidArgument, 'Update without resources');
+  await shim.call('Start', { id, exec_id: '' });
+
+  await shim.call('Pause', { id });
+  t.equal((await shim.call('State', { id, exec_id: '' })).status, PAUSED, 'State: PAUSED');
+  await expectCode(t, shim.call('Pause', { id }), Code.FailedPrecondition, 'second Pause');
+  await expectCode(t, shim.call('Exec', { id, exec_id: 'e', terminal: false, stdin: '', stdout: '', stderr: '', spec: execSpec(['true']) }), Code.FailedPrecondition, 'Exec into a paused container');
+  await expectCode(t, shim.call('Delete', { id, exec_id: '' }), Code.FailedPrecondition, 'Delete of a paused container');
+  const cpu1 = await cpuUsage(shim, id);
+  await new Promise((r) => setTimeout(r, 300));
+  t.equal(await cpuUsage(shim, id), cpu1, 'no cpu used while paused');
+  await shim.call('Resume', { id });
+  t.equal((await shim.call('State', { id, exec_id: '' })).status, STATUS.RUNNING, 'State: RUNNING after Resume');
+  await expectCode(t, shim.call('Resume', { id }), Code.FailedPrecondition, 'Resume of a running container');
+  await new Promise((r) => setTimeout(r, 300));
+  t.ok((await cpuUsage(shim, id)) > cpu1, 'cpu used again after Resume');
+
+  const resources = { memory: { limit: 48 * 1024 * 1024 }, cpu: { quota: 30000, period: 100000 } };
+  await shim.call('Update', { id, resources: { type_url: 'types.containerd.io/opencontainers/runtime-spec/1/LinuxResources', value: Buffer.from(JSON.stringify(resources)) } });
+  const m = await metrics(shim, id);
+  t.equal(Number(m.memory.usage ? m.memory.usage.limit : m.memory.usage_limit), 48 * 1024 * 1024, 'Stats shows the updated memory limit');
+  t.ok(Number(m.pids.current) >= 1, 'pids.current counts the init');
+  t.same(fs.readdirSync(bundle).filter((f) => f.startsWith('.update-')), [], 'no resources file left in the bundle');
+
+  await expectCode(t, shim.call('Checkpoint', { id, path: '' }), Code.InvalidArgument, 'Checkpoint without a path');
+  const criuWorks = spawnSync('criu', ['check']).status === 0;
+  const image = path.join(tmpRoot, 'ckpt');
+  if (criuWorks) {
+    await shim.call('Checkpoint', { id, path: image });
+    t.ok(fs.readdirSync(image).length > 0, 'criu wrote the image');
+    t.ok(await events.waitFor(() => events.for(id).some((e) => e.topic === '/tasks/checkpointed')), '/tasks/checkpointed');
+  } else {
+    try {
+      await shim.call('Checkpoint', { id, path: image });
+      t.fail('Checkpoint must fail where criu does not work');
+    } catch (err) {
+      t.equal((err as TtrpcError).code, Code.FailedPrecondition, 'FailedPrecondition where criu does not work');
+      t.match((err as Error).message, /checkpoint needs criu, which does not work on this machine: \S/, 'says why');
+    }
+    t.notOk(fs.existsSync(path.join(bundle, 'criu-work')), 'no criu work directory left');
+  }
+  t.equal((await shim.call('State', { id, exec_id: '' })).status, STATUS.RUNNING, 'still running after Checkpoint (leave-running)');
+
+  await shim.call('Pause', { id });
+  await shim.call('Kill', { id, exec_id: '', signal: 9, all: false });
+  t.equal((await shim.call('Wait', { id, exec_id: '' })).exit_status, 137, 'a paused container can be killed');
+  await expectCode(t, shim.call('Update', { id, resources: { type_url: 'x', value: Buffer.from('{}') } }), Code.FailedPrecondition, 'Update of a stopped container');
+  await shim.call('Delete', { id, exec_id: '' });
+  t.same(events.for(id).map((e) => e.topic).filter((x) => x !== '/tasks/checkpointed'),
+    ['/tasks/create', '/tasks/start', '/tasks/paused', '/tasks/resumed', '/tasks/paused', '/tasks/exit', '/tasks/delete'], 'events in order');
+  await shim.call('Shutdown', { id, now: false });
+  t.ok(await waitGone(shim.pid), 'shim exits');
+});
+
+async function metrics(shim: Shim, id: string) {
+  const r = await shim.call('Stats', { id });
+  if (r.stats.type_url !== 'io.containerd.cgroups.v1.Metrics' && r.stats.type_url !== 'io.containerd.cgroups.v2.Metrics') throw new Error(`unexpected type ${r.stats.type_url}`);
+  const type = messageType(r.stats.type_url);
+  return type.toObject(type.decode(r.stats.value), { longs: String, defaults: true });
+}
+
+async function cpuUsage(shim: Shim, id: string): Promise<number> {
+  const m = await metrics(shim, id);
+  return Number(m.cpu.usage ? m.cpu.usage.total : m.cpu.usage_usec); // v1 : v2
+}
+
 t.test('exec: own stdio, status, events, id reuse, ordering with the init, no files left in the bundle', async (t) => {
   const events = new FakeContainerdEvents(path.join(tmpRoot, 'ev-exec.sock'));
   await events.listen();
