@@ -362,7 +362,7 @@ t.test('Pause/Resume/Update/Stats/Checkpoint over ttrpc: states, events, status 
   const resources = { memory: { limit: 48 * 1024 * 1024 }, cpu: { quota: 30000, period: 100000 } };
   await shim.call('Update', { id, resources: { type_url: 'types.containerd.io/opencontainers/runtime-spec/1/LinuxResources', value: Buffer.from(JSON.stringify(resources)) } });
   const m = await metrics(shim, id);
-  t.equal(Number(m.memory.usage ? m.memory.usage.limit : m.memory.usage_limit), 48 * 1024 * 1024, 'Stats shows the updated memory limit');
+  t.equal(Number(m.v1 ? m.memory.usage.limit : m.memory.usage_limit), 48 * 1024 * 1024, 'Stats shows the updated memory limit');
   t.ok(Number(m.pids.current) >= 1, 'pids.current counts the init');
   t.same(fs.readdirSync(bundle).filter((f) => f.startsWith('.update-')), [], 'no resources file left in the bundle');
 
@@ -400,12 +400,12 @@ async function metrics(shim: Shim, id: string) {
   const r = await shim.call('Stats', { id });
   if (r.stats.type_url !== 'io.containerd.cgroups.v1.Metrics' && r.stats.type_url !== 'io.containerd.cgroups.v2.Metrics') throw new Error(`unexpected type ${r.stats.type_url}`);
   const type = messageType(r.stats.type_url);
-  return type.toObject(type.decode(r.stats.value), { longs: String, defaults: true });
+  return { ...type.toObject(type.decode(r.stats.value), { longs: String, defaults: true }), v1: r.stats.type_url.endsWith('v1.Metrics') };
 }
 
 async function cpuUsage(shim: Shim, id: string): Promise<number> {
   const m = await metrics(shim, id);
-  return Number(m.cpu.usage ? m.cpu.usage.total : m.cpu.usage_usec); // v1 : v2
+  return Number(m.v1 ? m.cpu.usage.total : m.cpu.usage_usec);
 }
 
 t.test('exec: own stdio, status, events, id reuse, ordering with the init, no files left in the bundle', async (t) => {
