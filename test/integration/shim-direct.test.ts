@@ -396,7 +396,7 @@ t.test('Pause/Resume/Update/Stats/Checkpoint over ttrpc: states, events, status 
   t.ok(await waitGone(shim.pid), 'shim exits');
 });
 
-async function metrics(shim: Shim, id: string) {
+async function metrics(shim: Shim, id: string): Promise<Record<string, any>> { // eslint-disable-line @typescript-eslint/no-explicit-any
   const r = await shim.call('Stats', { id });
   if (r.stats.type_url !== 'io.containerd.cgroups.v1.Metrics' && r.stats.type_url !== 'io.containerd.cgroups.v2.Metrics') throw new Error(`unexpected type ${r.stats.type_url}`);
   const type = messageType(r.stats.type_url);
