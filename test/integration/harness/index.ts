@@ -8,3 +8,4 @@ export * from './leaks';
 export * from './scenario';
 export * from './ordering';
 export * from './stdio';
+export * from './cri';
