@@ -470,13 +470,13 @@ scenario(t, 'checkpoint without a working criu: a clear error, the task keeps ru
     const ck = await cd.ctr(['task', 'checkpoint', cid], { timeoutMs: 60_000 });
     t.not(ck.code, 0, 'ctr task checkpoint fails');
     t.notOk(ck.timedOut, 'and does not hang');
+    t.comment(`${runtime}: ctr task checkpoint: ${ck.stderr.trim()}`);
     if (runtime === RUNTIME_RUNCTS) {
       t.match(ck.stderr, /criu/i, 'runcts: the error names criu');
       t.match(ck.stderr, /checkpoint/i, 'runcts: the error names checkpoint');
       t.match(ck.stderr, /failed precondition/, 'runcts: failed precondition');
     } else {
       t.match(ck.stderr, /criu/, "the Go shim passes runc's criu error on");
-      t.comment(`${runtime}: ctr task checkpoint: ${ck.stderr.trim()}`);
     }
     t.equal((await taskRow(cd, cid))?.status, 'RUNNING', 'task RUNNING afterwards');
     t.equal((await taskRow(cd, cid))?.pid, pid, 'same pid');
