@@ -12,10 +12,10 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Test } from 'tap';
 import WebSocket from 'ws';
-import { cgroupHierarchies, Containerd, repoRoot, RUNTIME_RUNC, RUNTIME_RUNCTS, runtimesUnderTest, startContainerd } from './containerd';
+import { cgroupHierarchies, Containerd, repoRoot, RUNC_STATE_ROOT, RUNTIME_RUNC, RUNTIME_RUNCTS, runtimesUnderTest, startContainerd } from './containerd';
 import { BUSYBOX_IMAGE, busyboxImageTar, fixturesDir } from './fixtures';
 import { findLeaks, leakSnapshot, LeakSnapshot } from './leaks';
-import { isAlive, readProcess, run, runOk, sleep, waitFor, withTimeout } from './proc';
+import { isAlive, listProcesses, readProcess, run, runOk, sleep, waitFor, withTimeout } from './proc';
 
 /** containerd's CRI plugin works in this namespace, always. */
 export const CRI_NAMESPACE = 'k8s.io';
@@ -688,12 +688,34 @@ function criConfig(net: CniNetwork): string {
 }
 
 /**
+ * The CRI plugin always uses namespace k8s.io, so runc's state directory
+ * /run/containerd/runc/k8s.io is shared with any other containerd running Kubernetes pods on
+ * this machine, and the harness' cleanup (Containerd.stop) deletes what it finds there. Refuse
+ * to start while a shim of another containerd serves namespace k8s.io (a real node, or a second
+ * CRI test process).
+ */
+function refuseSharedK8sNamespace(): void {
+  const others = listProcesses().filter(p => {
+    if (p.state === 'Z') return false;
+    const ns = p.argv.indexOf('-namespace');
+    return ns >= 0 && p.argv[ns + 1] === CRI_NAMESPACE && p.argv.includes('-address') && /containerd-shim/.test(p.argv.join(' '));
+  });
+  if (others.length) {
+    throw new Error(
+      `another containerd runs shims in namespace ${CRI_NAMESPACE} (${others.map(p => `pid ${p.pid}: ${p.argv.join(' ')}`).join('; ')}); ` +
+        `the CRI tests share ${RUNC_STATE_ROOT}/${CRI_NAMESPACE} with it and would clean it up: not starting`,
+    );
+  }
+}
+
+/**
  * A containerd with the CRI plugin: namespace k8s.io, handlers runc and runcts, the pause and
  * busybox images imported (and visible to the CRI), a private CNI bridge network, and the
  * runtime and network conditions ready.
  */
 export async function startCriContainerd(opts: CriContainerdOptions = {}): Promise<CriContainerd> {
   if (!fs.existsSync(path.join(CNI_BIN_DIR, 'bridge'))) throw new Error(`${CNI_BIN_DIR}/bridge missing: install containernetworking-plugins`);
+  refuseSharedK8sNamespace();
   const [pauseTar, busyboxTar] = await Promise.all([pauseImageTar(), busyboxImageTar()]);
   // The network config must exist before containerd starts (the CRI plugin loads it at start).
   const netDir = fs.mkdtempSync('/tmp/rc-cni-');
