@@ -323,3 +323,46 @@ criScenario(t, 'container logs in the CRI format: both streams in order, long li
     'stderr lines are all full (F) records',
   );
 });
+
+// The runtime handler configured as README.md documents it, with an `options` table. containerd
+// 1.6's CRI plugin decodes that table as containerd.runc.v1.Options only for runtime_type
+// io.containerd.runc.v2; for any other runtime type (io.containerd.runcts.v2) it sends
+// runtimeoptions.v1.Options {type_url, config_path, config_body = the table as TOML}. Either way
+// the option must take effect: BinaryName names a wrapper that records every runc call.
+const wrapperDir = fs.mkdtempSync(path.join(os.tmpdir(), 'rc-cri-wrap-'));
+process.once('exit', () => fs.rmSync(wrapperDir, { recursive: true, force: true }));
+function wrapperFor(handler: string): { binary: string; calls: string } {
+  const binary = path.join(wrapperDir, `runc-${handler}`);
+  const calls = path.join(wrapperDir, `runc-${handler}.calls`);
+  fs.writeFileSync(binary, `#!/bin/sh\necho "$*" >> ${calls}\nexec runc "$@"\n`, { mode: 0o755 });
+  return { binary, calls };
+}
+const handlerOptions = ['runc', 'runcts']
+  .map(h => `[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.${h}.options]\n  BinaryName = ${JSON.stringify(wrapperFor(h).binary)}\n`)
+  .join('\n');
+
+criScenario(
+  t,
+  'handler options table (BinaryName, as README.md configures it): the pod runs and the named runc binary is used',
+  async (t, ctx) => {
+    const { cri, handler } = ctx;
+    const { calls } = wrapperFor(handler.name);
+    fs.rmSync(calls, { force: true });
+    let pod: Pod;
+    try {
+      pod = await ctx.runPod('options');
+    } catch (e) {
+      t.fail(`RunPodSandbox with the handler's options table: ${(e as Error).message}`);
+      return;
+    }
+    t.pass('RunPodSandbox with the handler\'s options table');
+    const c = await pod.run('c', { command: ['sleep', '3600'] });
+    t.equal((await cri.containerStatus(c)).status.state, 'CONTAINER_RUNNING', 'the container runs');
+    const info = JSON.parse((await cri.containerStatus(c, true)).info.info ?? '{}') as { runtimeOptions?: unknown };
+    t.comment(`runtime options containerd passed: ${JSON.stringify(info.runtimeOptions)}`);
+    const recorded = fs.existsSync(calls) ? fs.readFileSync(calls, 'utf8').split('\n').filter(Boolean) : [];
+    t.ok(recorded.some(l => / create /.test(` ${l} `) && l.includes(pod.id)), 'the wrapper ran `runc create` for the sandbox', { recorded });
+    t.ok(recorded.some(l => / create /.test(` ${l} `) && l.includes(c)), 'and for the container', { recorded });
+  },
+  { containerd: { extraConfig: `\n${handlerOptions}` } },
+);
