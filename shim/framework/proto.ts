@@ -16,6 +16,7 @@ export const PROTO_FILES = [
   'containerd/events/task.proto',
   'containerd/services/ttrpc/events/v1/events.proto',
   'containerd/runc/options/oci.proto',
+  'containerd/runtimeoptions/v1/api.proto',
   'cgroups/stats/v1/metrics.proto',
   'cgroups/stats/v2/metrics.proto',
 ];

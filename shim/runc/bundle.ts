@@ -14,6 +14,8 @@ export interface RuncOptions {
   shim_cgroup?: string;
   io_uid?: number;
   io_gid?: number;
+  criu_image_path?: string;
+  criu_work_path?: string;
 }
 
 const OPTIONS_FILE = 'options.json';

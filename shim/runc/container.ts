@@ -3,7 +3,6 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Logger } from '../framework/logger';
 import type { Reaper } from '../framework/reaper';
-import { messageType } from '../framework/proto';
 import { hasOwnPidNamespace, writeBundleState, type RuncOptions } from './bundle';
 import { toTimestamp } from '../framework/publisher';
 import { alreadyExists, failedPrecondition, invalidArgument, notFound, runtimeError, unimplemented } from './errors';
@@ -15,10 +14,9 @@ import { ExecProcess } from './process/exec';
 import { InitProcess } from './process/init';
 import type { LifecycleSink, ShimProcess } from './process/lifecycle';
 import type { ExitInfo } from './process/state';
+import { decodeOptions } from './options';
 import { Runc, readPidFile, type RuncApi } from './runc';
 import { cgroupOfPid, type Cgroup } from './cgroups';
-
-const OPTIONS_TYPE = 'containerd.runc.v1.Options';
 
 export interface CreateRequest {
   id: string;
@@ -53,14 +51,6 @@ export interface ExecRequest {
 
 function ioContext(id: string, deps: ContainerDeps): IOContext {
   return { id, namespace: deps.namespace, reaper: deps.reaper, log: deps.log };
-}
-
-export function decodeOptions(any: CreateRequest['options']): RuncOptions {
-  if (!any || !any.type_url) return {};
-  const name = any.type_url.replace(/^.*\//, '');
-  if (name !== OPTIONS_TYPE) throw invalidArgument(`unsupported runtime options type ${any.type_url}`);
-  const t = messageType(OPTIONS_TYPE);
-  return t.toObject(t.decode(any.value), { defaults: false, longs: Number }) as RuncOptions;
 }
 
 export class Container {

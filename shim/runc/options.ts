@@ -1,0 +1,75 @@
+// The runtime options of a container, from the Any containerd puts in CreateTaskRequest.options:
+// containerd.runc.v1.Options as ctr and the Go shim's users send it, or runtimeoptions.v1.Options
+// as the CRI plugin sends it to runtime types other than runc's own: the handler's `options` table
+// as TOML (in config_body, or in the file at config_path) with the same keys (BinaryName, Root,
+// SystemdCgroup, ...).
+import * as fs from 'node:fs';
+import { parse as parseToml } from 'smol-toml';
+import { messageType } from '../framework/proto';
+import type { RuncOptions } from './bundle';
+import { invalidArgument } from './errors';
+
+const RUNC_OPTIONS = 'containerd.runc.v1.Options';
+const CRI_OPTIONS = 'runtimeoptions.v1.Options';
+
+/** TOML key (as containerd's config spells it, matched without case or underscores) -> our field. */
+const TOML_KEYS: Record<string, { field: keyof RuncOptions; kind: 'string' | 'boolean' | 'number' }> = {
+  nopivotroot: { field: 'no_pivot_root', kind: 'boolean' },
+  nonewkeyring: { field: 'no_new_keyring', kind: 'boolean' },
+  shimcgroup: { field: 'shim_cgroup', kind: 'string' },
+  iouid: { field: 'io_uid', kind: 'number' },
+  iogid: { field: 'io_gid', kind: 'number' },
+  binaryname: { field: 'binary_name', kind: 'string' },
+  root: { field: 'root', kind: 'string' },
+  criupath: { field: 'criu_path', kind: 'string' },
+  systemdcgroup: { field: 'systemd_cgroup', kind: 'boolean' },
+  criuimagepath: { field: 'criu_image_path', kind: 'string' },
+  criuworkpath: { field: 'criu_work_path', kind: 'string' },
+};
+
+export function decodeOptions(any: { type_url?: string; value?: Uint8Array } | null | undefined): RuncOptions {
+  if (!any || !any.type_url) return {};
+  const name = any.type_url.replace(/^.*\//, '');
+  const value = any.value ?? new Uint8Array();
+  if (name === RUNC_OPTIONS) {
+    const t = messageType(RUNC_OPTIONS);
+    return t.toObject(t.decode(value), { defaults: false, longs: Number }) as RuncOptions;
+  }
+  if (name === CRI_OPTIONS) {
+    const t = messageType(CRI_OPTIONS);
+    const o = t.toObject(t.decode(value), { defaults: false }) as { config_path?: string; config_body?: Uint8Array };
+    if (o.config_body?.length) return fromToml(Buffer.from(o.config_body).toString('utf8'), 'the runtime handler\'s options');
+    if (o.config_path) {
+      let text: string;
+      try {
+        text = fs.readFileSync(o.config_path, 'utf8');
+      } catch (err) {
+        throw invalidArgument(`runtime options file ${o.config_path}: ${(err as Error).message}`);
+      }
+      return fromToml(text, o.config_path);
+    }
+    return {};
+  }
+  throw invalidArgument(`unsupported runtime options type ${any.type_url}`);
+}
+
+/** containerd.runc.v1.Options from TOML; a wrong type or an unknown key is InvalidArgument, not silently dropped. */
+export function fromToml(text: string, source: string): RuncOptions {
+  let table: Record<string, unknown>;
+  try {
+    table = parseToml(text) as Record<string, unknown>;
+  } catch (err) {
+    throw invalidArgument(`${source} is not valid TOML: ${(err as Error).message.split('\n')[0]}`);
+  }
+  const out: Record<string, unknown> = {};
+  for (const [key, v] of Object.entries(table)) {
+    // containerd's own keys in the same table (the CRI plugin passes them through).
+    if (/^(typeurl|configpath)$/i.test(key.replace(/_/g, ''))) continue;
+    const spec = TOML_KEYS[key.replace(/_/g, '').toLowerCase()];
+    if (!spec) throw invalidArgument(`${source}: unknown runtime option ${key}`);
+    const actual = typeof v === 'bigint' ? 'number' : typeof v;
+    if (actual !== spec.kind) throw invalidArgument(`${source}: ${key} must be a ${spec.kind}, not ${actual}`);
+    out[spec.field] = typeof v === 'bigint' ? Number(v) : v;
+  }
+  return out as RuncOptions;
+}
