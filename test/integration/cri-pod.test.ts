@@ -324,11 +324,13 @@ criScenario(t, 'container logs in the CRI format: both streams in order, long li
   );
 });
 
-// The runtime handler configured as README.md documents it, with an `options` table. containerd
-// 1.6's CRI plugin decodes that table as containerd.runc.v1.Options only for runtime_type
-// io.containerd.runc.v2; for any other runtime type (io.containerd.runcts.v2) it sends
-// runtimeoptions.v1.Options {type_url, config_path, config_body = the table as TOML}. Either way
-// the option must take effect: BinaryName names a wrapper that records every runc call.
+// The runtime handler with runtime options, configured the way containerd 1.6 needs it (see
+// README.md): containerd's CRI plugin decodes a handler's `options` table as
+// containerd.runc.v1.Options only for runtime_type io.containerd.runc.v2; for any other runtime
+// type (io.containerd.runcts.v2) it sends runtimeoptions.v1.Options, and containerd 1.6 fills in
+// only its ConfigPath (other keys of the table are dropped), so runcts' options live in a TOML
+// file named by ConfigPath. Either way the option must take effect: BinaryName names a wrapper
+// that records every runc call.
 const wrapperDir = fs.mkdtempSync(path.join(os.tmpdir(), 'rc-cri-wrap-'));
 process.once('exit', () => fs.rmSync(wrapperDir, { recursive: true, force: true }));
 function wrapperFor(handler: string): { binary: string; calls: string } {
@@ -337,29 +339,36 @@ function wrapperFor(handler: string): { binary: string; calls: string } {
   fs.writeFileSync(binary, `#!/bin/sh\necho "$*" >> ${calls}\nexec runc "$@"\n`, { mode: 0o755 });
   return { binary, calls };
 }
-const handlerOptions = ['runc', 'runcts']
-  .map(h => `[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.${h}.options]\n  BinaryName = ${JSON.stringify(wrapperFor(h).binary)}\n`)
-  .join('\n');
+const runctsOptionsFile = path.join(wrapperDir, 'runcts.toml');
+fs.writeFileSync(runctsOptionsFile, `BinaryName = ${JSON.stringify(wrapperFor('runcts').binary)}\n`);
+const handlerOptions = [
+  '[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]',
+  `  BinaryName = ${JSON.stringify(wrapperFor('runc').binary)}`,
+  '[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runcts.options]',
+  `  ConfigPath = ${JSON.stringify(runctsOptionsFile)}`,
+  '',
+].join('\n');
 
 criScenario(
   t,
-  'handler options table (BinaryName, as README.md configures it): the pod runs and the named runc binary is used',
+  'handler runtime options (runc: BinaryName in the options table; runcts: BinaryName in the ConfigPath file): the named runc binary is used',
   async (t, ctx) => {
     const { cri, handler } = ctx;
-    const { calls } = wrapperFor(handler.name);
+    const { binary, calls } = wrapperFor(handler.name);
     fs.rmSync(calls, { force: true });
     let pod: Pod;
     try {
       pod = await ctx.runPod('options');
     } catch (e) {
-      t.fail(`RunPodSandbox with the handler's options table: ${(e as Error).message}`);
+      t.fail(`RunPodSandbox with the handler's runtime options: ${(e as Error).message}`);
       return;
     }
-    t.pass('RunPodSandbox with the handler\'s options table');
+    t.pass("RunPodSandbox with the handler's runtime options");
     const c = await pod.run('c', { command: ['sleep', '3600'] });
     t.equal((await cri.containerStatus(c)).status.state, 'CONTAINER_RUNNING', 'the container runs');
-    const info = JSON.parse((await cri.containerStatus(c, true)).info.info ?? '{}') as { runtimeOptions?: unknown };
-    t.comment(`runtime options containerd passed: ${JSON.stringify(info.runtimeOptions)}`);
+    const info = JSON.parse((await cri.containerStatus(c, true)).info.info ?? '{}') as { runtimeOptions?: Record<string, unknown> };
+    if (handler.name === 'runc') t.same(info.runtimeOptions, { binary_name: binary }, 'containerd passed containerd.runc.v1.Options {BinaryName}');
+    else t.same(info.runtimeOptions, { config_path: runctsOptionsFile }, 'containerd passed runtimeoptions.v1.Options {ConfigPath}');
     const recorded = fs.existsSync(calls) ? fs.readFileSync(calls, 'utf8').split('\n').filter(Boolean) : [];
     t.ok(recorded.some(l => / create /.test(` ${l} `) && l.includes(pod.id)), 'the wrapper ran `runc create` for the sandbox', { recorded });
     t.ok(recorded.some(l => / create /.test(` ${l} `) && l.includes(c)), 'and for the container', { recorded });
