@@ -50,9 +50,9 @@ test-integration: build
 clean:
 	rm -rf dist addon/build
 
+# Side by side with the Go shim, see docs/benchmarks.md (BENCH_ROUNDS, BENCH_PODS, BENCH_GROUPED, BENCH_ONLY, ...)
 bench: build
-	node dist/test/bench/compare.js
-	node dist/test/bench/stdout-throughput.js
+	node dist/test/bench/main.js
 
 # Long exit-ordering race runs: make stress ITERATIONS=20
 ITERATIONS ?= 10

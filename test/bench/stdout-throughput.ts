@@ -1,17 +1,19 @@
 // stdout throughput through the shim, runcts beside containerd's Go shim, on one containerd:
 // a container `cat`s a random blob (bind-mounted, page-cached) to its stdout; ctr copies the fifo
 // to its own stdout, which this process reads and counts. Rate = bytes / (last byte - first
-// byte), so container start-up is left out; the wall time including start is printed too.
+// byte), so container start-up is left out; the wall time including start is reported too.
 // Rounds alternate between the runtimes. Informative: nothing here asserts on speed.
-//   node dist/test/bench/stdout-throughput.js      (BENCH_MIB=256, BENCH_ROUNDS=3)
+// Part of `make bench` (test/bench/main.ts); alone:
+//   node dist/test/bench/stdout-throughput.js      (BENCH_MIB=256, BENCH_STDOUT_ROUNDS=3)
 import { spawn } from 'node:child_process';
-import * as fs from 'node:fs';
-import * as os from 'node:os';
 import { blobMountArgs, busyboxRootfs, randomBlob, RUNTIME_RUNC, RUNTIME_RUNCTS, startContainerd, type Containerd } from '../integration/harness';
+import { figureOfSamples, renderTable, type Figure } from './table';
+import { KNOBS, progress, uniqueId } from './util';
 
-const MIB = Number(process.env.BENCH_MIB ?? 256);
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
-const RUNTIMES = [RUNTIME_RUNCTS, RUNTIME_RUNC] as const;
+const SECTION = 'stdout through the fifo (ctr, one containerd)';
+const RUNTIME = { runcts: RUNTIME_RUNCTS, go: RUNTIME_RUNC } as const;
+type ShimColumn = keyof typeof RUNTIME;
+const SHIMS = Object.keys(RUNTIME) as ShimColumn[];
 const MB = 1e6;
 
 interface Transfer {
@@ -21,12 +23,7 @@ interface Transfer {
   wallMs: number;
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-}
-
-/** Run ctr, count its stdout, time first and last byte. */
+/** Run ctr, count its stdout, time first and last byte; anything but all bytes and exit 0 throws. */
 function transfer(cd: Containerd, args: string[], expectBytes: number): Promise<Transfer> {
   return new Promise((resolve, reject) => {
     const t0 = process.hrtime.bigint();
@@ -54,54 +51,55 @@ function transfer(cd: Containerd, args: string[], expectBytes: number): Promise<
   });
 }
 
-function row(name: string, unit: string, a: number, b: number): string {
-  return `${name.padEnd(34)} ${a.toFixed(1).padStart(9)} ${b.toFixed(1).padStart(9)} ${unit.padEnd(5)} ${(a / b).toFixed(2).padStart(6)}`;
+type Samples = Record<ShimColumn, Transfer[]>;
+
+function figures(what: string, verb: string, samples: Samples, n: number, mib: number): Figure[] {
+  const pick = (f: (x: Transfer) => number): Record<ShimColumn, number[]> => ({ runcts: samples.runcts.map(f), go: samples.go.map(f) });
+  return [
+    figureOfSamples(SECTION, `${what} stdout ${mib} MiB, first to last byte (n=${n})`, 'MB/s', 'higher', pick(x => x.rate)),
+    figureOfSamples(SECTION, `${what} stdout ${mib} MiB, ${verb} wall time (n=${n})`, 'ms', 'lower', pick(x => x.wallMs)),
+  ];
+}
+
+/** The stdout figures: a container's init `cat`ting the blob, and an exec doing the same. */
+export async function stdoutFigures(cd: Containerd, rootfs: string, mib = KNOBS.stdoutMiB, rounds = KNOBS.stdoutRounds): Promise<Figure[]> {
+  progress(`stdout: ${rounds} rounds of ${mib} MiB through init and exec stdio`);
+  const blob = randomBlob(mib << 20);
+  const run = (s: ShimColumn): Promise<Transfer> =>
+    transfer(cd, ['run', '--rm', '--runtime', RUNTIME[s], ...blobMountArgs(), '--rootfs', rootfs, uniqueId(`cat-${s}`), '/bin/cat', blob.containerPath], blob.size);
+  const init: Samples = { runcts: [], go: [] };
+  const exec: Samples = { runcts: [], go: [] };
+  for (const s of SHIMS) await run(s); // page cache, first-run costs
+  for (let i = 0; i < rounds; i++) for (const s of i % 2 ? [...SHIMS].reverse() : SHIMS) init[s].push(await run(s));
+  const ids = { runcts: uniqueId('cat-exec-runcts'), go: uniqueId('cat-exec-go') };
+  try {
+    for (const s of SHIMS) await cd.ctrOk(['run', '-d', '--runtime', RUNTIME[s], ...blobMountArgs(), '--rootfs', rootfs, ids[s], '/bin/sleep', '1000000']);
+    for (let i = 0; i < rounds; i++) {
+      for (const s of i % 2 ? [...SHIMS].reverse() : SHIMS) {
+        exec[s].push(await transfer(cd, ['task', 'exec', '--exec-id', uniqueId('cat'), ids[s], '/bin/cat', blob.containerPath], blob.size));
+      }
+    }
+  } finally {
+    for (const s of SHIMS) {
+      await cd.ctr(['task', 'delete', '--force', ids[s]], { timeoutMs: 30_000 });
+      await cd.ctr(['container', 'delete', ids[s]], { timeoutMs: 30_000 });
+    }
+  }
+  return [...figures('init', 'ctr run', init, rounds, mib), ...figures('exec', 'ctr task exec', exec, rounds, mib)];
 }
 
 async function main(): Promise<void> {
-  const blob = randomBlob(MIB << 20);
   const cd = await startContainerd({ logLevel: 'info' });
   try {
-    const rootfs = await busyboxRootfs();
-    const short = (r: string): string => r.split('.')[2]!;
-    const run = (r: string, id: string): Promise<Transfer> =>
-      transfer(cd, ['run', '--rm', '--runtime', r, ...blobMountArgs(), '--rootfs', rootfs, id, '/bin/cat', blob.containerPath], blob.size);
-    const init: Record<string, Transfer[]> = { [RUNTIME_RUNCTS]: [], [RUNTIME_RUNC]: [] };
-    const exec: Record<string, Transfer[]> = { [RUNTIME_RUNCTS]: [], [RUNTIME_RUNC]: [] };
-    for (const r of RUNTIMES) await run(r, `warm-${short(r)}`); // page cache, first-run costs
-    for (let i = 0; i < ROUNDS; i++) for (const r of RUNTIMES) init[r]!.push(await run(r, `init-${i}-${short(r)}`));
-    for (const r of RUNTIMES) {
-      const id = `exec-${short(r)}`;
-      await cd.ctrOk(['run', '-d', '--runtime', r, ...blobMountArgs(), '--rootfs', rootfs, id, '/bin/sleep', '1000']);
-    }
-    try {
-      for (let i = 0; i < ROUNDS; i++) {
-        for (const r of RUNTIMES) {
-          exec[r]!.push(await transfer(cd, ['task', 'exec', '--exec-id', `cat${i}`, `exec-${short(r)}`, '/bin/cat', blob.containerPath], blob.size));
-        }
-      }
-    } finally {
-      for (const r of RUNTIMES) {
-        await cd.ctr(['task', 'delete', '--force', `exec-${short(r)}`], { timeoutMs: 30_000 });
-        await cd.ctr(['container', 'delete', `exec-${short(r)}`]);
-      }
-    }
-    const cpu = /model name\s*:\s*(.*)/.exec(fs.readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? '?';
-    console.log(`machine: ${cpu}, ${os.cpus().length} cpus, node ${process.version}; ${MIB} MiB per transfer, median of ${ROUNDS}`);
-    console.log(`${'figure (median)'.padEnd(34)} ${'runcts'.padStart(9)} ${'go shim'.padStart(9)} unit   ratio`);
-    const med = (xs: Transfer[], f: (x: Transfer) => number): number => median(xs.map(f));
-    console.log(row('init stdout, first to last byte', 'MB/s', med(init[RUNTIME_RUNCTS]!, x => x.rate), med(init[RUNTIME_RUNC]!, x => x.rate)));
-    console.log(row('init stdout, ctr run wall time', 'ms', med(init[RUNTIME_RUNCTS]!, x => x.wallMs), med(init[RUNTIME_RUNC]!, x => x.wallMs)));
-    console.log(row('exec stdout, first to last byte', 'MB/s', med(exec[RUNTIME_RUNCTS]!, x => x.rate), med(exec[RUNTIME_RUNC]!, x => x.rate)));
-    console.log(row('exec stdout, ctr task exec wall', 'ms', med(exec[RUNTIME_RUNCTS]!, x => x.wallMs), med(exec[RUNTIME_RUNC]!, x => x.wallMs)));
-    console.log('ratio = runcts / go shim (MB/s: higher is better for runcts; ms: lower)');
+    console.log(renderTable(await stdoutFigures(cd, await busyboxRootfs())));
   } finally {
-    const notes = await cd.stop();
-    for (const n of notes) console.error(`cleanup: ${n}`);
+    for (const n of await cd.stop()) console.error(`cleanup: ${n}`);
   }
 }
 
-main().catch(err => {
-  console.error(err);
-  process.exit(1);
-});
+if (require.main === module) {
+  main().catch(err => {
+    console.error(err);
+    process.exit(1);
+  });
+}

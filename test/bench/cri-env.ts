@@ -1,0 +1,101 @@
+// The CRI containerd of the benchmark: the harness' CRI containerd (handlers `runc` → Go shim,
+// `runcts` → ours) plus, when grouping mode is measured, a third handler `runcts-grouped`: the
+// runcts runtime type with a ConfigPath options file that turns on one daemon per namespace.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { repoRoot, RUNTIME_RUNCTS, startCriContainerd, type CriContainerd, type NamespaceMode, Pod, podSandboxConfig } from '../integration/harness';
+import type { Column } from './table';
+import { uniqueId } from './util';
+
+/** The long-running container of the exec and memory figures. */
+export const SLEEPER = { command: ['sleep', '1000000'] };
+
+export const GROUPED_HANDLER = 'runcts-grouped';
+const DEFAULT_GROUPING_OPTION = 'ShimGrouping = "namespace"';
+
+export interface BenchHandler {
+  /** The table column its figures go to. */
+  column: Column;
+  /** CRI runtime handler name. */
+  name: string;
+}
+
+export interface GroupingMode {
+  enabled: boolean;
+  /** The TOML line put into the ConfigPath file. */
+  option: string;
+  /** Why enabled or not (printed). */
+  reason: string;
+}
+
+/**
+ * Whether to measure "runcts grouped": BENCH_GROUPED=1 / 0 decides; unset, it is measured when
+ * README.md documents a grouping key set to "namespace" (the feature exists). The option line
+ * is README's, or BENCH_GROUPED_OPTION, or `ShimGrouping = "namespace"`.
+ */
+export function groupingMode(): GroupingMode {
+  const readme = fs.readFileSync(path.join(repoRoot(), 'README.md'), 'utf8');
+  const documented = /^\s*(\w*Group\w*\s*=\s*"namespace")/m.exec(readme)?.[1];
+  const option = process.env.BENCH_GROUPED_OPTION ?? documented ?? DEFAULT_GROUPING_OPTION;
+  const env = process.env.BENCH_GROUPED;
+  if (env === '1') return { enabled: true, option, reason: 'BENCH_GROUPED=1' };
+  if (env === '0') return { enabled: false, option, reason: 'BENCH_GROUPED=0' };
+  return documented
+    ? { enabled: true, option, reason: `README.md documents ${documented}` }
+    : { enabled: false, option, reason: 'README.md documents no grouping key yet (BENCH_GROUPED=1 forces it)' };
+}
+
+export interface BenchCri {
+  env: CriContainerd;
+  handlers: BenchHandler[];
+  stop(): Promise<string[]>;
+}
+
+/** The CRI containerd with handlers runcts, runc and (grouping.enabled) runcts-grouped. */
+export async function startBenchCri(grouping: GroupingMode): Promise<BenchCri> {
+  const handlers: BenchHandler[] = [
+    { column: 'runcts', name: 'runcts' },
+    { column: 'go', name: 'runc' },
+  ];
+  let extraConfig = '';
+  let optsDir: string | undefined;
+  if (grouping.enabled) {
+    optsDir = fs.mkdtempSync('/tmp/rc-bench-opts-');
+    const file = path.join(optsDir, 'runcts-grouped.toml');
+    fs.writeFileSync(file, `${grouping.option}\n`);
+    const table = `plugins."io.containerd.grpc.v1.cri".containerd.runtimes.${GROUPED_HANDLER}`;
+    extraConfig = [`\n[${table}]`, `  runtime_type = ${JSON.stringify(RUNTIME_RUNCTS)}`, `[${table}.options]`, `  ConfigPath = ${JSON.stringify(file)}`, ''].join('\n');
+    handlers.push({ column: 'grouped', name: GROUPED_HANDLER });
+  }
+  const env = await startCriContainerd({ logLevel: 'info', extraConfig });
+  return {
+    env,
+    handlers,
+    async stop(): Promise<string[]> {
+      const notes = await env.stop();
+      if (optsDir) fs.rmSync(optsDir, { recursive: true, force: true });
+      return notes;
+    },
+  };
+}
+
+/** Pod network for the CRI figures: BENCH_CRI_NETWORK=POD (CNI bridge, default) or NODE (host). */
+export function podNetwork(): NamespaceMode {
+  const v = process.env.BENCH_CRI_NETWORK ?? 'POD';
+  if (v !== 'POD' && v !== 'NODE') throw new Error(`BENCH_CRI_NETWORK=${v}: expected POD or NODE`);
+  return v;
+}
+
+/** RunPodSandbox with the kubelet-like config of the harness (log directory created first). */
+export async function runPod(env: CriContainerd, handler: BenchHandler, prefix: string): Promise<Pod> {
+  const config = podSandboxConfig(env, uniqueId(`${prefix}-${handler.column}`), { network: podNetwork() });
+  fs.mkdirSync(config.log_directory!, { recursive: true });
+  const id = await env.cri.runPodSandbox(config, handler.name);
+  return new Pod(env, id, config);
+}
+
+/** StopPodSandbox + RemovePodSandbox; a failure throws. */
+export async function removePod(pod: Pod): Promise<void> {
+  const errs = await pod.remove();
+  if (errs.length) throw new Error(`removing pod ${pod.config.metadata.name}: ${errs.join('; ')}`);
+}

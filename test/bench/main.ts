@@ -1,0 +1,97 @@
+// `make bench`: runcts beside containerd's Go shim, in alternation, one containerd per mode
+// (a plain one for the ctr figures, a CRI one for the pod figures), with the runc floor and,
+// when grouping mode exists (or BENCH_GROUPED=1), "runcts grouped" for the CRI figures.
+// Prints the machine, progress on stderr, and one table at the end; writes .bench/bench-results.json.
+// Informative only: nothing asserts on time; a failing command is an error. See docs/benchmarks.md.
+import * as path from 'node:path';
+import { busyboxRootfs, repoRoot, startContainerd } from '../integration/harness';
+import * as ctr from './ctr';
+import * as cri from './cri';
+import { groupingMode, startBenchCri, type GroupingMode } from './cri-env';
+import { describeMachine, renderMachine } from './machine';
+import { memoryFigures } from './memory';
+import { RuncFloor } from './runc-floor';
+import { stdoutFigures } from './stdout-throughput';
+import { figuresJson, renderTable, writeResults, type Figure } from './table';
+import { KNOBS, nowMs, phaseEnabled, progress } from './util';
+
+/** ctr figures, the runc floor and stdout throughput on one plain containerd. */
+async function ctrMode(figures: Figure[]): Promise<void> {
+  const wanted = ['ctr', 'throughput', 'stdout'].filter(phaseEnabled);
+  if (!wanted.length) return;
+  progress('starting containerd (ctr mode)');
+  const cd = await startContainerd({ logLevel: 'info' });
+  const rootfs = await busyboxRootfs();
+  const floor = await RuncFloor.create(rootfs);
+  try {
+    await cd.importBusybox();
+    const ctx = { cd, rootfs, floor };
+    if (phaseEnabled('ctr')) figures.push(...(await ctr.lifecycleFigures(ctx)), ...(await ctr.execFigures(ctx)));
+    if (phaseEnabled('throughput')) figures.push(...(await ctr.throughputFigures(ctx)));
+    if (phaseEnabled('stdout')) figures.push(...(await stdoutFigures(cd, rootfs)));
+  } finally {
+    await floor.cleanup();
+    for (const n of await cd.stop()) progress(`cleanup: ${n}`);
+  }
+}
+
+/** CRI latency and memory figures on one CRI containerd (handlers runcts, runc, maybe runcts-grouped). */
+async function criMode(figures: Figure[], grouping: GroupingMode): Promise<void> {
+  if (!phaseEnabled('cri') && !phaseEnabled('memory')) return;
+  progress(`starting containerd (CRI mode${grouping.enabled ? ', with runcts-grouped' : ''})`);
+  const env = await startBenchCri(grouping);
+  try {
+    if (phaseEnabled('cri')) figures.push(...(await cri.lifecycleFigures(env)), ...(await cri.execSyncFigures(env)));
+    if (phaseEnabled('memory')) figures.push(...(await memoryFigures(env)));
+  } finally {
+    for (const n of await env.stop()) progress(`cleanup: ${n}`);
+  }
+}
+
+/** ExecSync's floor is runc exec too: copy it over from the ctr exec figure. */
+function linkExecFloor(figures: Figure[]): void {
+  const floor = figures.find(f => f.name.startsWith('ctr task exec'))?.values.floor;
+  const execSync = figures.find(f => f.name.startsWith('ExecSync'));
+  if (floor !== undefined && execSync) {
+    execSync.values.floor = floor;
+    execSync.note = 'runc column: the `runc exec true` floor measured in the ctr section.';
+  }
+}
+
+async function main(): Promise<void> {
+  const t0 = nowMs();
+  const machine = await describeMachine();
+  const grouping = groupingMode();
+  console.log(renderMachine(machine));
+  console.log(`knobs: ${JSON.stringify(KNOBS)}`);
+  console.log(`runcts grouped: ${grouping.enabled ? `measured (${grouping.option})` : 'not measured'}: ${grouping.reason}`);
+  const figures: Figure[] = [];
+  let failure: unknown;
+  try {
+    await ctrMode(figures);
+    await criMode(figures, grouping);
+  } catch (e) {
+    failure = e;
+  }
+  linkExecFloor(figures);
+  const seconds = (nowMs() - t0) / 1000;
+  console.log('');
+  console.log(renderTable(figures));
+  console.log(`total time ${seconds.toFixed(0)} s${failure ? ' (FAILED: the table is incomplete)' : ''}`);
+  const file = writeResults(path.join(repoRoot(), '.bench'), {
+    date: new Date().toISOString(),
+    machine,
+    knobs: KNOBS,
+    grouping,
+    durationS: seconds,
+    complete: !failure,
+    figures: figuresJson(figures),
+  });
+  console.log(`results: ${path.relative(process.cwd(), file) || file}`);
+  if (failure) throw failure;
+}
+
+main().catch(err => {
+  console.error(err);
+  process.exit(1);
+});
