@@ -780,7 +780,10 @@ export function watchShimEnv(cd: Containerd, env: Readonly<Record<string, string
     for (const p of cd.shims()) {
       if (seen.has(p.pid)) continue;
       try {
-        const vars = new Set(fs.readFileSync(`/proc/${p.pid}/environ`, 'utf8').split('\0'));
+        const environ = fs.readFileSync(`/proc/${p.pid}/environ`, 'utf8');
+        // Empty while the process is exiting (its memory is gone) or between fork and exec: not known yet.
+        if (!environ) continue;
+        const vars = new Set(environ.split('\0'));
         seen.set(p.pid, want.every(w => vars.has(w)));
       } catch {
         // gone already
