@@ -4,6 +4,7 @@
 // `code` ('ENOENT'), `errno` (negative, as Node reports it: -2), `syscall` ('posix_spawn') and,
 // where one applies, `path`. Bad argument types throw a TypeError.
 import * as path from 'node:path';
+import { installRoot } from './install-root';
 
 export interface SpawnOptions {
   /** Absolute path or a name looked up in the shim's own PATH (posix_spawnp semantics). */
@@ -94,9 +95,10 @@ let loaded: Native | undefined;
 
 export function native(): Native {
   if (!loaded) {
-    const base = path.resolve(__dirname, __dirname.includes(`${path.sep}dist${path.sep}`) ? '../../../addon' : '../../addon');
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    loaded = require(path.join(base, 'build/Release/runcts_native.node')) as Native;
+    // dlopen rather than require: inside the startup snapshot `require` knows built-in modules only.
+    const m = { exports: {} as Native };
+    process.dlopen(m, path.join(installRoot(), 'addon/build/Release/runcts_native.node'));
+    loaded = m.exports;
   }
   return loaded;
 }

@@ -2,9 +2,10 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as protobuf from 'protobufjs';
+import { installRoot } from './install-root';
 
-/** Root of proto/ (works from shim/ sources and from dist/shim/ output alike). */
-export const PROTO_DIR = path.resolve(__dirname, __dirname.includes(`${path.sep}dist${path.sep}`) ? '../../../proto' : '../../proto');
+/** Root of proto/. */
+export const PROTO_DIR = path.join(installRoot(), 'proto');
 
 /** Every file the shim and its tests use, relative to PROTO_DIR. */
 export const PROTO_FILES = [
@@ -62,7 +63,7 @@ export function parseProtoFiles(): protobuf.Root {
 }
 
 /** `node dist/shim/framework/proto.js --write-descriptor`: the build step behind DESCRIPTOR_FILE. */
-if (require.main === module && process.argv[2] === '--write-descriptor') {
+if (typeof module !== 'undefined' && require.main === module && process.argv[2] === '--write-descriptor') {
   fs.writeFileSync(DESCRIPTOR_FILE, JSON.stringify(parseProtoFiles().toJSON()));
 }
 

@@ -54,7 +54,9 @@ export async function runShim(manager: Manager, argv = process.argv.slice(2)): P
     throw err;
   }
   if (flags.version) {
-    process.stdout.write(`${manager.name}:\n  Version:  ${VERSION}\n  Node.js:  ${process.version}\n\n`);
+    // Whether this process started from the startup snapshot (bin/ falls back to plain modules without one).
+    const snapshot = process.execArgv.includes('--snapshot-blob') ? 'yes' : 'no';
+    process.stdout.write(`${manager.name}:\n  Version:  ${VERSION}\n  Node.js:  ${process.version}\n  Snapshot: ${snapshot}\n\n`);
     return 0;
   }
   if (!flags.namespace) {

@@ -73,17 +73,22 @@ export class RuncManager implements Manager {
 
   async stop(flags: ShimFlags, bundle: string, reaper: Reaper, log: Logger): Promise<StopStatus> {
     const state = readBundleState(bundle);
+    const runcRoot = Runc.rootFor(state.options.root, flags.namespace);
     const runc = new Runc({
       binary: state.options.binary_name || 'runc',
-      root: Runc.rootFor(state.options.root, flags.namespace),
+      root: runcRoot,
       bundle,
       reaper,
       debug: flags.debug,
     });
-    try {
-      await runc.delete(flags.id, { force: true });
-    } catch (err) {
-      log.warn({ err }, 'failed to remove runc container');
+    // After a clean shutdown runc's state is gone already: skip the runc call (containerd runs
+    // `delete` after every shim disconnect, on the path of each container's removal).
+    if (fs.existsSync(path.join(runcRoot, flags.id))) {
+      try {
+        await runc.delete(flags.id, { force: true });
+      } catch (err) {
+        log.warn({ err }, 'failed to remove runc container');
+      }
     }
     try {
       unmountAll(path.join(bundle, 'rootfs'));

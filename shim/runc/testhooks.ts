@@ -2,11 +2,17 @@
 // Read from the shim's environment (containerd passes its own on); all zero, i.e. off, by default.
 export type DelayPoint = 'AFTER_RUNC_START' | 'AFTER_RUNC_EXEC' | 'EXEC_EXIT';
 
-const delays: Record<DelayPoint, number> = {
-  AFTER_RUNC_START: readMs('RUNCTS_TEST_DELAY_AFTER_RUNC_START_MS'),
-  AFTER_RUNC_EXEC: readMs('RUNCTS_TEST_DELAY_AFTER_RUNC_EXEC_MS'),
-  EXEC_EXIT: readMs('RUNCTS_TEST_DELAY_EXEC_EXIT_MS'),
-};
+// Read at first use, not at load: a startup snapshot would otherwise keep its build's environment.
+let delays: Record<DelayPoint, number> | undefined;
+
+function configured(): Record<DelayPoint, number> {
+  delays ??= {
+    AFTER_RUNC_START: readMs('RUNCTS_TEST_DELAY_AFTER_RUNC_START_MS'),
+    AFTER_RUNC_EXEC: readMs('RUNCTS_TEST_DELAY_AFTER_RUNC_EXEC_MS'),
+    EXEC_EXIT: readMs('RUNCTS_TEST_DELAY_EXEC_EXIT_MS'),
+  };
+  return delays;
+}
 
 function readMs(name: string): number {
   const v = Number(process.env[name] ?? 0);
@@ -15,6 +21,6 @@ function readMs(name: string): number {
 
 /** Resolves after the configured delay; resolves at once (same tick semantics as any await) when off. */
 export function testDelay(point: DelayPoint): Promise<void> | undefined {
-  const ms = delays[point];
+  const ms = configured()[point];
   return ms > 0 ? new Promise((r) => setTimeout(r, ms)) : undefined;
 }

@@ -598,6 +598,21 @@ t.test('-v prints the version and flags are checked', async (t) => {
   t.equal(v.code, 0);
   t.match(v.stdout, /containerd-shim-runcts-v2|main\.js/);
   t.match(v.stdout, /Version:\s+\d+\.\d+\.\d+/);
+  // `make` builds the startup snapshot; the shim binary must start from it.
+  t.match(v.stdout, /Snapshot: yes/, 'started from the V8 startup snapshot');
+  const blob = path.join(repoRoot(), 'dist/runcts.blob');
+  t.ok(fs.existsSync(blob), 'dist/runcts.blob built');
+  // A node newer than the snapshot cannot load it: the wrapper then runs the modules instead.
+  const old = new Date(Date.now() - 365 * 24 * 3600 * 1000);
+  const mtime = fs.statSync(blob).mtime;
+  fs.utimesSync(blob, old, old);
+  try {
+    const fallback = await run(SHIM, ['-v']);
+    t.equal(fallback.code, 0, 'runs without a usable snapshot');
+    t.match(fallback.stdout, /Snapshot: no/, 'a snapshot older than node is not used');
+  } finally {
+    fs.utimesSync(blob, mtime, mtime);
+  }
   const bad = await run(SHIM, ['-bogus']);
   t.not(bad.code, 0, 'unknown flag refused');
   t.match(bad.stderr, /flag provided but not defined: -bogus/);
