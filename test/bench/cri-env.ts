@@ -3,9 +3,9 @@
 // runcts runtime type with a ConfigPath options file that turns on one daemon per namespace.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { repoRoot, RUNTIME_RUNCTS, startCriContainerd, type CriContainerd, type NamespaceMode, Pod, podSandboxConfig } from '../integration/harness';
+import { CRI_NAMESPACE, listProcesses, Pod, podSandboxConfig, repoRoot, RUNTIME_RUNCTS, startCriContainerd, waitFor, type CriContainerd, type NamespaceMode } from '../integration/harness';
 import type { Column } from './table';
-import { uniqueId } from './util';
+import { progress, uniqueId } from './util';
 
 /** The long-running container of the exec and memory figures. */
 export const SLEEPER = { command: ['sleep', '1000000'] };
@@ -67,8 +67,9 @@ export async function startBenchCri(grouping: GroupingMode): Promise<BenchCri> {
     extraConfig = [`\n[${table}]`, `  runtime_type = ${JSON.stringify(RUNTIME_RUNCTS)}`, `[${table}.options]`, `  ConfigPath = ${JSON.stringify(file)}`, ''].join('\n');
     handlers.push({ column: 'grouped', name: GROUPED_HANDLER });
   }
+  await waitForForeignK8sShims();
   const env = await startCriContainerd({ logLevel: 'info', extraConfig });
-  return {
+  const cri: BenchCri = {
     env,
     handlers,
     async stop(): Promise<string[]> {
@@ -77,6 +78,39 @@ export async function startBenchCri(grouping: GroupingMode): Promise<BenchCri> {
       return notes;
     },
   };
+  if (grouping.enabled) await probeGrouped(cri, grouping).catch(async e => {
+    await cri.stop();
+    throw e;
+  });
+  return cri;
+}
+
+/** One pod on runcts-grouped first, so that a missing grouping feature fails with a clear message. */
+async function probeGrouped(cri: BenchCri, grouping: GroupingMode): Promise<void> {
+  const h = cri.handlers.find(x => x.name === GROUPED_HANDLER)!;
+  let pod: Pod;
+  try {
+    pod = await runPod(cri.env, h, 'probe');
+  } catch (e) {
+    throw new Error(`${GROUPED_HANDLER}: RunPodSandbox with \`${grouping.option}\` in its ConfigPath file failed (${grouping.reason}; does the shim implement grouping mode? BENCH_GROUPED=0 skips it): ${(e as Error).message}`);
+  }
+  await removePod(pod);
+}
+
+/**
+ * The CRI harness refuses to start while another containerd runs shims in namespace k8s.io (the
+ * runc state directory would be shared); a CRI test run may be under way: wait for it (10 min).
+ */
+async function waitForForeignK8sShims(): Promise<void> {
+  const foreign = (): number[] =>
+    listProcesses()
+      .filter(p => p.state !== 'Z' && /containerd-shim/.test(p.argv.join(' ')) && p.argv[p.argv.indexOf('-namespace') + 1] === CRI_NAMESPACE)
+      .map(p => p.pid);
+  if (foreign().length === 0) return;
+  progress(`waiting for shims of another containerd in namespace ${CRI_NAMESPACE} to go: ${foreign().join(', ')}`);
+  if (!(await waitFor(() => foreign().length === 0, { timeoutMs: 600_000, intervalMs: 1000 }))) {
+    throw new Error(`shims of another containerd still serve ${CRI_NAMESPACE} after 10 min: ${foreign().join(', ')}`);
+  }
 }
 
 /** Pod network for the CRI figures: BENCH_CRI_NETWORK=POD (CNI bridge, default) or NODE (host). */

@@ -36,6 +36,7 @@ export function ratio(a: number | undefined, b: number | undefined): number | un
 function fmt(v: number | undefined): string {
   if (v === undefined || Number.isNaN(v)) return '-';
   const a = Math.abs(v);
+  if (Number.isInteger(v)) return String(v);
   return a >= 100 ? v.toFixed(0) : a >= 10 ? v.toFixed(1) : v.toFixed(2);
 }
 
