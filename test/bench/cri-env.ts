@@ -4,6 +4,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { CRI_NAMESPACE, listProcesses, Pod, podSandboxConfig, repoRoot, RUNTIME_RUNCTS, startCriContainerd, waitFor, type CriContainerd, type NamespaceMode } from '../integration/harness';
+import type { FrozenShim } from './frozen-shim';
 import type { Column } from './table';
 import { progress, uniqueId } from './util';
 
@@ -51,8 +52,8 @@ export interface BenchCri {
   stop(): Promise<string[]>;
 }
 
-/** The CRI containerd with handlers runcts, runc and (grouping.enabled) runcts-grouped. */
-export async function startBenchCri(grouping: GroupingMode): Promise<BenchCri> {
+/** The CRI containerd with handlers runcts, runc and (grouping.enabled) runcts-grouped; runcts from `frozen` when given. */
+export async function startBenchCri(grouping: GroupingMode, frozen?: FrozenShim): Promise<BenchCri> {
   const handlers: BenchHandler[] = [
     { column: 'runcts', name: 'runcts' },
     { column: 'go', name: 'runc' },
@@ -69,6 +70,7 @@ export async function startBenchCri(grouping: GroupingMode): Promise<BenchCri> {
   }
   await waitForForeignK8sShims();
   const env = await startCriContainerd({ logLevel: 'info', extraConfig });
+  frozen?.use(env.cd);
   const cri: BenchCri = {
     env,
     handlers,

@@ -8,6 +8,7 @@ import { busyboxRootfs, repoRoot, startContainerd } from '../integration/harness
 import * as ctr from './ctr';
 import * as cri from './cri';
 import { groupingMode, startBenchCri, type GroupingMode } from './cri-env';
+import { FrozenShim } from './frozen-shim';
 import { describeMachine, renderMachine } from './machine';
 import { memoryFigures } from './memory';
 import { RuncFloor } from './runc-floor';
@@ -16,11 +17,12 @@ import { figuresJson, renderTable, writeResults, type Figure } from './table';
 import { KNOBS, nowMs, phaseEnabled, progress } from './util';
 
 /** ctr figures, the runc floor and stdout throughput on one plain containerd. */
-async function ctrMode(figures: Figure[]): Promise<void> {
+async function ctrMode(figures: Figure[], frozen: FrozenShim | undefined): Promise<void> {
   const wanted = ['ctr', 'throughput', 'stdout'].filter(phaseEnabled);
   if (!wanted.length) return;
   progress('starting containerd (ctr mode)');
   const cd = await startContainerd({ logLevel: 'info' });
+  frozen?.use(cd);
   const rootfs = await busyboxRootfs();
   const floor = await RuncFloor.create(rootfs);
   try {
@@ -36,10 +38,10 @@ async function ctrMode(figures: Figure[]): Promise<void> {
 }
 
 /** CRI latency and memory figures on one CRI containerd (handlers runcts, runc, maybe runcts-grouped). */
-async function criMode(figures: Figure[], grouping: GroupingMode): Promise<void> {
+async function criMode(figures: Figure[], grouping: GroupingMode, frozen: FrozenShim | undefined): Promise<void> {
   if (!phaseEnabled('cri') && !phaseEnabled('memory')) return;
   progress(`starting containerd (CRI mode${grouping.enabled ? ', with runcts-grouped' : ''})`);
-  const env = await startBenchCri(grouping);
+  const env = await startBenchCri(grouping, frozen);
   try {
     if (phaseEnabled('cri')) figures.push(...(await cri.lifecycleFigures(env)), ...(await cri.execSyncFigures(env)));
     if (phaseEnabled('memory')) figures.push(...(await memoryFigures(env)));
@@ -65,13 +67,17 @@ async function main(): Promise<void> {
   console.log(renderMachine(machine));
   console.log(`knobs: ${JSON.stringify(KNOBS)}`);
   console.log(`runcts grouped: ${grouping.enabled ? `measured (${grouping.option})` : 'not measured'}: ${grouping.reason}`);
+  const frozen = process.env.BENCH_FROZEN === '0' ? undefined : await FrozenShim.create();
+  console.log(`runcts shim: ${frozen ? frozen.describe() : 'the checkout itself (BENCH_FROZEN=0)'}`);
   const figures: Figure[] = [];
   let failure: unknown;
   try {
-    await ctrMode(figures);
-    await criMode(figures, grouping);
+    await ctrMode(figures, frozen);
+    await criMode(figures, grouping, frozen);
   } catch (e) {
     failure = e;
+  } finally {
+    frozen?.cleanup();
   }
   linkExecFloor(figures);
   const seconds = (nowMs() - t0) / 1000;

@@ -62,25 +62,21 @@ function columns(figures: readonly Figure[]): TableColumn[] {
 
 /** The table as text: sections, one row per figure, notes underneath. */
 export function renderTable(figures: readonly Figure[]): string {
-  const nameWidth = Math.max(40, ...figures.map(f => f.name.length));
+  const notes: string[] = [];
+  const names = figures.map(f => (f.note ? `${f.name} (${notes.push(f.note)})` : f.name));
+  const nameWidth = Math.max(40, ...names.map(n => n.length));
   const cols = columns(figures);
   const unitWidth = Math.max(4, ...figures.map(f => f.unit.length));
   const header = `${'figure (median)'.padEnd(nameWidth)}  ${'unit'.padEnd(unitWidth)} ${cols.map(c => c.title.padStart(c.width)).join(' ')}`;
   const lines = [header, '-'.repeat(header.length)];
   let section = '';
-  const notes: string[] = [];
-  for (const f of figures) {
+  figures.forEach((f, i) => {
     if (f.section !== section) {
       section = f.section;
       lines.push(`[${section}]`);
     }
-    let name = f.name;
-    if (f.note) {
-      notes.push(f.note);
-      name = `${name} (${notes.length})`;
-    }
-    lines.push(`${name.padEnd(nameWidth)}  ${f.unit.padEnd(unitWidth)} ${cols.map(c => c.cell(f).padStart(c.width)).join(' ')}`);
-  }
+    lines.push(`${names[i]!.padEnd(nameWidth)}  ${f.unit.padEnd(unitWidth)} ${cols.map(c => c.cell(f).padStart(c.width)).join(' ')}`);
+  });
   lines.push('-'.repeat(header.length));
   lines.push('ratios: x/go = x divided by the Go shim (containerd-shim-runc-v2); for ms and MiB lower is better, for MB/s and containers/s higher.');
   if (cols.some(c => c.title === 'runc')) lines.push('runc: the floor, runc run / runc exec directly, without containerd or shim.');

@@ -58,17 +58,28 @@ export async function timeMs(fn: () => Promise<unknown>): Promise<number> {
   return nowMs() - t0;
 }
 
-/** Run fn over items with at most `limit` in flight; results in item order; the first failure rejects. */
+/**
+ * Run fn over items with at most `limit` in flight; results in item order. After a failure no
+ * new item starts; the first failure rejects once the ones in flight have settled.
+ */
 export async function pool<T, R>(items: readonly T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
   const out = new Array<R>(items.length);
   let next = 0;
+  let failed = false;
   const worker = async (): Promise<void> => {
-    while (next < items.length) {
+    while (!failed && next < items.length) {
       const i = next++;
-      out[i] = await fn(items[i]!, i);
+      try {
+        out[i] = await fn(items[i]!, i);
+      } catch (e) {
+        failed = true;
+        throw e;
+      }
     }
   };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  const settled = await Promise.allSettled(Array.from({ length: Math.min(limit, items.length) }, worker));
+  const rejected = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (rejected) throw rejected.reason;
   return out;
 }
 
