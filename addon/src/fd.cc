@@ -47,6 +47,17 @@ static Napi::Value LockExclusive(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// flock(fd, LOCK_EX | LOCK_NB): true when granted, false when another holder has it. Never blocks.
+static Napi::Value TryLockExclusive(const Napi::CallbackInfo& info) {
+  int fd;
+  if (!ArgFd(info, 0, "fd", &fd)) return info.Env().Undefined();
+  while (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    if (errno == EWOULDBLOCK) return Napi::Boolean::New(info.Env(), false);
+    if (errno != EINTR) return ThrowErrno(info.Env(), errno, "flock");
+  }
+  return Napi::Boolean::New(info.Env(), true);
+}
+
 // ioctl(fd, TIOCSWINSZ, {rows, cols}).
 static Napi::Value SetWinsize(const Napi::CallbackInfo& info) {
   int fd;
@@ -303,6 +314,7 @@ void InitFd(Napi::Env env, Napi::Object exports) {
   exports.Set("pipe", Napi::Function::New(env, Pipe, "pipe"));
   exports.Set("closeFd", Napi::Function::New(env, CloseFd, "closeFd"));
   exports.Set("lockExclusive", Napi::Function::New(env, LockExclusive, "lockExclusive"));
+  exports.Set("tryLockExclusive", Napi::Function::New(env, TryLockExclusive, "tryLockExclusive"));
   exports.Set("setWinsize", Napi::Function::New(env, SetWinsize, "setWinsize"));
   exports.Set("eventfd", Napi::Function::New(env, EventFd, "eventfd"));
   exports.Set("unixListen", Napi::Function::New(env, UnixListen, "unixListen"));

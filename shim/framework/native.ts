@@ -57,6 +57,8 @@ export interface Native {
   umount(target: string, flags: number): void;
   /** flock(2) with LOCK_EX. Blocks the whole thread until granted: short-lived processes only. */
   lockExclusive(fd: number): void;
+  /** flock(2) with LOCK_EX | LOCK_NB: true when granted, false when held elsewhere. Never blocks (for the daemon). */
+  tryLockExclusive(fd: number): boolean;
   /** ioctl(fd, TIOCSWINSZ) on a tty or pty master. */
   setWinsize(fd: number, rows: number, cols: number): void;
   /**

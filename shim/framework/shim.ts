@@ -6,7 +6,8 @@ import { FlagError, parseFlags, type ShimFlags } from './flags';
 import type { Logger } from './logger';
 import type { Publisher } from './publisher';
 import type { Reaper } from './reaper';
-import { readAddress, removeSocket } from './socket';
+import { IdleExit } from './idle-exit';
+import { SOCKET_DIR, readAddress, removeSocket } from './socket';
 import type { TtrpcServer } from './ttrpc';
 // Everything else is loaded by the action that needs it: `start` runs for every container and
 // must not pay for protobuf, ttrpc or logging it never uses.
@@ -20,6 +21,9 @@ export interface StopStatus {
 }
 
 /** What the daemon hands to the implementation: no globals, everything injected. */
+/** Set by `start` in the daemon's environment: how long an idle daemon shared by a namespace waits before it exits. */
+export const LINGER_ENV = 'RUNCTS_SHIM_LINGER_MS';
+
 export interface ServeContext {
   flags: ShimFlags;
   bundle: string;
@@ -27,8 +31,12 @@ export interface ServeContext {
   server: TtrpcServer;
   publisher: Publisher;
   reaper: Reaper;
-  /** Ask the daemon to stop serving and exit (after in-flight requests and queued events). */
-  shutdown(): void;
+  /**
+   * Nothing is left to serve: stop serving and exit (after in-flight requests and queued events),
+   * at once, or, for a daemon shared by a namespace (RUNCTS_SHIM_LINGER_MS), once `isIdle` still
+   * holds after the linger time.
+   */
+  shutdown(isIdle?: () => boolean): void;
 }
 
 export interface Manager {
@@ -121,22 +129,29 @@ async function serve(manager: Manager, flags: ShimFlags, bundle: string): Promis
   process.on('SIGTERM', () => requestShutdown());
   process.on('SIGINT', () => requestShutdown());
 
-  await manager.serve({ flags, bundle, log, server, publisher, reaper, shutdown: () => requestShutdown() });
-
+  // Read now: a daemon shared by many containers may outlive the bundle it was started in.
+  const address = readAddress(bundle);
   const listener = net.createServer();
+  const lingerMs = Number(process.env[LINGER_ENV] ?? 0);
+  const idleExit = lingerMs > 0 ? new IdleExit(listener, SOCKET_DIR, lingerMs, () => requestShutdown()) : undefined;
+  const shutdown = (isIdle?: () => boolean) => {
+    if (idleExit && isIdle) idleExit.arm(isIdle);
+    else requestShutdown();
+  };
+  await manager.serve({ flags, bundle, log, server, publisher, reaper, shutdown });
+
   await new Promise<void>((resolve, reject) => {
     listener.once('error', reject);
     // fd 3 is the socket `start` bound and listened on before publishing its address.
     listener.listen(flags.socket ? { path: flags.socket } : { fd: 3 }, () => resolve());
   });
   server.serve(listener);
-  log.info({ bundle }, 'shim serving');
+  log.info({ bundle, lingerMs }, 'shim serving');
 
   await shutdownRequested;
   log.info('shim shutting down');
   listener.close();
   await server.shutdown();
-  const address = readAddress(bundle);
   if (address) removeSocket(address);
   await publisher.close(5000);
   reaper.stop();

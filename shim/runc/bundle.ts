@@ -16,6 +16,8 @@ export interface RuncOptions {
   io_gid?: number;
   criu_image_path?: string;
   criu_work_path?: string;
+  /** runcts only (TOML options): 'namespace' shares one daemon across the namespace; default 'pod'. */
+  shim_grouping?: 'pod' | 'namespace';
 }
 
 const OPTIONS_FILE = 'options.json';

@@ -5,11 +5,13 @@ import { daemonArgs, type ShimFlags } from '../framework/flags';
 import type { Logger } from '../framework/logger';
 import { currentEnv, native } from '../framework/native';
 import type { Reaper } from '../framework/reaper';
-import type { Manager, ServeContext, StopStatus } from '../framework/shim';
+import { LINGER_ENV, type Manager, type ServeContext, type StopStatus } from '../framework/shim';
 import {
   SOCKET_DIR, canConnect, listenUnix, readAddress, removeSocket, serverFd, socketAddress, socketPath, writeAddress,
 } from '../framework/socket';
-import { readBundleState } from './bundle';
+import { readBundleState, type RuncOptions } from './bundle';
+import { decodeOptions } from './options';
+import { messageType } from '../framework/proto';
 import { unmountAll } from './mount';
 import { Runc } from './runc';
 
@@ -17,13 +19,18 @@ import { Runc } from './runc';
 const GROUP_ANNOTATIONS = ['io.containerd.runc.v2.group', 'io.kubernetes.cri.sandbox-id'];
 
 export const SHIM_NAME = 'containerd-shim-runcts-v2';
+/** The group name of the one daemon of a namespace (ShimGrouping = "namespace"). */
+const NAMESPACE_GROUP = '.runcts-namespace';
+/** An idle namespace daemon waits this long for the next container before it exits. */
+const NAMESPACE_LINGER_MS = 10_000;
 const SIGKILL = 9;
 
 export class RuncManager implements Manager {
   readonly name = SHIM_NAME;
 
-  async start(flags: ShimFlags, bundle: string, _runtimeOptions: Buffer): Promise<string> {
-    const group = groupOf(bundle) ?? flags.id;
+  async start(flags: ShimFlags, bundle: string, runtimeOptions: Buffer): Promise<string> {
+    const byNamespace = startOptions(runtimeOptions).shim_grouping === 'namespace';
+    const group = byNamespace ? NAMESPACE_GROUP : groupOf(bundle) ?? flags.id;
     const address = socketAddress(flags.address, flags.namespace, group);
     const sock = socketPath(address);
     fs.mkdirSync(SOCKET_DIR, { recursive: true, mode: 0o700 });
@@ -53,7 +60,7 @@ export class RuncManager implements Manager {
           file: process.execPath,
           // argv[0] names the shim so `ps` shows what it is.
           args: [SHIM_NAME, ...process.execArgv, process.argv[1], ...daemonArgs(flags)],
-          env: currentEnv(),
+          env: daemonEnv(byNamespace),
           cwd: bundle,
           // The daemon must not hold start's stdout/stderr: containerd waits for both to close.
           fds: [-1, -1, -1, serverFd(listener)],
@@ -126,4 +133,18 @@ function groupOf(bundle: string): string | undefined {
     if (v) return v;
   }
   return undefined;
+}
+
+/** The runtime options containerd hands `start` on stdin (a protobuf Any; empty when none). */
+function startOptions(stdin: Buffer): RuncOptions {
+  if (stdin.length === 0) return {};
+  const any = messageType('google.protobuf.Any').decode(stdin) as unknown as { type_url: string; value: Uint8Array };
+  return decodeOptions(any);
+}
+
+/** A namespace daemon lingers when idle (containerd's environment may set how long: tests do); a pod's does not. */
+function daemonEnv(byNamespace: boolean): string[] {
+  const env = currentEnv().filter((kv) => !kv.startsWith(`${LINGER_ENV}=`));
+  if (byNamespace) env.push(`${LINGER_ENV}=${Number(process.env[LINGER_ENV]) || NAMESPACE_LINGER_MS}`);
+  return env;
 }

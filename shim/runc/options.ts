@@ -25,7 +25,11 @@ const TOML_KEYS: Record<string, { field: keyof RuncOptions; kind: 'string' | 'bo
   systemdcgroup: { field: 'systemd_cgroup', kind: 'boolean' },
   criuimagepath: { field: 'criu_image_path', kind: 'string' },
   criuworkpath: { field: 'criu_work_path', kind: 'string' },
+  // runcts's own: "namespace" makes one daemon serve every container of the namespace.
+  shimgrouping: { field: 'shim_grouping', kind: 'string' },
 };
+
+export const GROUPINGS = ['pod', 'namespace'] as const;
 
 export function decodeOptions(any: { type_url?: string; value?: Uint8Array } | null | undefined): RuncOptions {
   if (!any || !any.type_url) return {};
@@ -70,6 +74,9 @@ export function fromToml(text: string, source: string): RuncOptions {
     const actual = typeof v === 'bigint' ? 'number' : typeof v;
     if (actual !== spec.kind) throw invalidArgument(`${source}: ${key} must be a ${spec.kind}, not ${actual}`);
     out[spec.field] = typeof v === 'bigint' ? Number(v) : v;
+  }
+  if (out.shim_grouping !== undefined && !(GROUPINGS as readonly unknown[]).includes(out.shim_grouping)) {
+    throw invalidArgument(`${source}: ShimGrouping must be one of ${GROUPINGS.join(', ')}, not ${JSON.stringify(out.shim_grouping)}`);
   }
   return out as RuncOptions;
 }

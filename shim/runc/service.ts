@@ -24,7 +24,7 @@ export class TaskService {
   private readonly publisher: Publisher;
   private readonly reaper: Reaper;
   private readonly debug: boolean;
-  private readonly requestShutdown: () => void;
+  private readonly requestShutdown: (isIdle?: () => boolean) => void;
 
   constructor(ctx: Pick<ServeContext, 'flags' | 'log' | 'publisher' | 'reaper' | 'shutdown'>) {
     this.namespace = ctx.flags.namespace;
@@ -227,7 +227,8 @@ export class TaskService {
 
   private async shutdown() {
     // A grouped shim serves other containers still: it only goes when the last one is gone.
-    if (this.containers.size === 0 && this.creating.size === 0) this.requestShutdown();
+    const idle = () => this.containers.size === 0 && this.creating.size === 0;
+    if (idle()) this.requestShutdown(idle);
     return {};
   }
 }
