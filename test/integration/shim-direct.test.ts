@@ -613,6 +613,10 @@ t.test('-v prints the version and flags are checked', async (t) => {
   } finally {
     fs.utimesSync(blob, mtime, mtime);
   }
+  // V8 flags in NODE_OPTIONS would make node refuse the snapshot: the modules run instead.
+  const withOptions = await run(SHIM, ['-v'], { env: { ...process.env, NODE_OPTIONS: '--max-semi-space-size=1' } });
+  t.equal(withOptions.code, 0, 'runs with NODE_OPTIONS set');
+  t.match(withOptions.stdout, /Snapshot: no/, 'NODE_OPTIONS: the snapshot is not used');
   const bad = await run(SHIM, ['-bogus']);
   t.not(bad.code, 0, 'unknown flag refused');
   t.match(bad.stderr, /flag provided but not defined: -bogus/);
