@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import t, { type Test } from 'tap';
 import { messageType, serviceDef } from '../../shim/framework/proto';
 import { Code, TtrpcClient, TtrpcError, TtrpcServer, bindService, typedCall } from '../../shim/framework/ttrpc';
-import { busyboxRootfs, repoRoot, run } from './harness';
+import { busyboxRootfs, repoRoot, run, shimEnv } from './harness';
 
 const NS = 'shimtest';
 const TASK = serviceDef('containerd.task.v2.Task');
@@ -116,7 +116,7 @@ const addresses = new Set<string>();
 
 async function startShim(bundle: string, id: string, eventsSocket: string, stdin?: Buffer) {
   const r = await run(SHIM, ['-namespace', NS, '-address', fakeContainerdAddress(), '-publish-binary', '/bin/true', '-id', id, 'start'], {
-    cwd: bundle, env: { ...process.env, TTRPC_ADDRESS: eventsSocket }, input: stdin ?? Buffer.alloc(0), timeoutMs: 20_000,
+    cwd: bundle, env: { ...shimEnv(), TTRPC_ADDRESS: eventsSocket }, input: stdin ?? Buffer.alloc(0), timeoutMs: 20_000,
   });
   if (r.stdout) addresses.add(r.stdout);
   return r;
@@ -582,7 +582,7 @@ t.test('delete after the shim was killed cleans up and prints a DeleteResponse',
 
   // stdout is a marshalled protobuf: read it as bytes.
   const r = spawnSync(SHIM, ['-namespace', NS, '-address', fakeContainerdAddress(), '-publish-binary', '/bin/true', '-id', id, '-bundle', bundle, 'delete'], {
-    cwd: bundle, timeout: 30_000, env: { ...process.env, TTRPC_ADDRESS: events.socket },
+    cwd: bundle, timeout: 30_000, env: { ...shimEnv(), TTRPC_ADDRESS: events.socket },
   });
   t.equal(r.status, 0, `delete exits 0 (${r.stderr})`);
   const resp = messageType('containerd.task.v2.DeleteResponse').decode(r.stdout) as unknown as { pid: number; exit_status: number };
@@ -594,7 +594,7 @@ t.test('delete after the shim was killed cleans up and prints a DeleteResponse',
 });
 
 t.test('-v prints the version and flags are checked', async (t) => {
-  const v = await run(SHIM, ['-v']);
+  const v = await run(SHIM, ['-v'], { env: shimEnv() });
   t.equal(v.code, 0);
   t.match(v.stdout, /containerd-shim-runcts-v2|main\.js/);
   t.match(v.stdout, /Version:\s+\d+\.\d+\.\d+/);
@@ -607,14 +607,14 @@ t.test('-v prints the version and flags are checked', async (t) => {
   const mtime = fs.statSync(blob).mtime;
   fs.utimesSync(blob, old, old);
   try {
-    const fallback = await run(SHIM, ['-v']);
+    const fallback = await run(SHIM, ['-v'], { env: shimEnv() });
     t.equal(fallback.code, 0, 'runs without a usable snapshot');
     t.match(fallback.stdout, /Snapshot: no/, 'a snapshot older than node is not used');
   } finally {
     fs.utimesSync(blob, mtime, mtime);
   }
   // V8 flags in NODE_OPTIONS would make node refuse the snapshot: the modules run instead.
-  const withOptions = await run(SHIM, ['-v'], { env: { ...process.env, NODE_OPTIONS: '--max-semi-space-size=1' } });
+  const withOptions = await run(SHIM, ['-v'], { env: { ...shimEnv(), NODE_OPTIONS: '--max-semi-space-size=1' } });
   t.equal(withOptions.code, 0, 'runs with NODE_OPTIONS set');
   t.match(withOptions.stdout, /Snapshot: no/, 'NODE_OPTIONS: the snapshot is not used');
   const bad = await run(SHIM, ['-bogus']);

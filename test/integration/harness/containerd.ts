@@ -269,7 +269,7 @@ export class Containerd {
       this.proc = spawn('containerd', ['--config', this.configPath], {
         detached: true, // own process group: a ^C to the test runner does not hit it first
         stdio: ['ignore', logFd, logFd],
-        env: { ...process.env, ...opts.env, PATH: `${this.binDir}:${SYSTEM_PATH}` },
+        env: { ...shimEnv(), ...opts.env, PATH: `${this.binDir}:${SYSTEM_PATH}` },
       });
     } finally {
       fs.closeSync(logFd);
@@ -404,6 +404,17 @@ export class Containerd {
       // best effort
     }
   }
+}
+
+/**
+ * The test process's environment for containerd (which hands it to every shim) and for shims run
+ * directly, without tap's NODE_OPTIONS (its process-info hook): shims run as they do in production,
+ * from the startup snapshot.
+ */
+export function shimEnv(): NodeJS.ProcessEnv {
+  const env = { ...process.env };
+  delete env.NODE_OPTIONS;
+  return env;
 }
 
 function isShimOf(argv: readonly string[], address: string): boolean {
