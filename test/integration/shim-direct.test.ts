@@ -10,12 +10,18 @@ import * as path from 'node:path';
 import t, { type Test } from 'tap';
 import { messageType, serviceDef } from '../../shim/framework/proto';
 import { Code, TtrpcClient, TtrpcError, TtrpcServer, bindService, typedCall } from '../../shim/framework/ttrpc';
-import { busyboxRootfs, repoRoot, run, shimEnv } from './harness';
+import { busyboxRootfs, repoRoot, run as runAny, withoutNodeOptions } from './harness';
 
 const NS = 'shimtest';
 const TASK = serviceDef('containerd.task.v2.Task');
 const EVENTS = serviceDef('containerd.services.events.ttrpc.v1.Events');
 const SHIM = path.join(repoRoot(), 'bin/containerd-shim-runcts-v2');
+
+/** run(), for the shim without tap's NODE_OPTIONS (see withoutNodeOptions) unless the test sets it. */
+function run(file: string, args: string[], opts: Parameters<typeof runAny>[2] = {}) {
+  const [f, a] = file === SHIM ? withoutNodeOptions(file, args, opts.env as Record<string, string> | undefined) : [file, args];
+  return runAny(f, a, opts);
+}
 const STATUS = { CREATED: 1, RUNNING: 2, STOPPED: 3 };
 
 interface ReceivedEvent { topic: string; namespace: string; type: string; event: Record<string, any> } // eslint-disable-line @typescript-eslint/no-explicit-any
@@ -116,7 +122,7 @@ const addresses = new Set<string>();
 
 async function startShim(bundle: string, id: string, eventsSocket: string, stdin?: Buffer) {
   const r = await run(SHIM, ['-namespace', NS, '-address', fakeContainerdAddress(), '-publish-binary', '/bin/true', '-id', id, 'start'], {
-    cwd: bundle, env: { ...shimEnv(), TTRPC_ADDRESS: eventsSocket }, input: stdin ?? Buffer.alloc(0), timeoutMs: 20_000,
+    cwd: bundle, env: { ...process.env, TTRPC_ADDRESS: eventsSocket }, input: stdin ?? Buffer.alloc(0), timeoutMs: 20_000,
   });
   if (r.stdout) addresses.add(r.stdout);
   return r;
@@ -582,7 +588,7 @@ t.test('delete after the shim was killed cleans up and prints a DeleteResponse',
 
   // stdout is a marshalled protobuf: read it as bytes.
   const r = spawnSync(SHIM, ['-namespace', NS, '-address', fakeContainerdAddress(), '-publish-binary', '/bin/true', '-id', id, '-bundle', bundle, 'delete'], {
-    cwd: bundle, timeout: 30_000, env: { ...shimEnv(), TTRPC_ADDRESS: events.socket },
+    cwd: bundle, timeout: 30_000, env: { ...process.env, TTRPC_ADDRESS: events.socket },
   });
   t.equal(r.status, 0, `delete exits 0 (${r.stderr})`);
   const resp = messageType('containerd.task.v2.DeleteResponse').decode(r.stdout) as unknown as { pid: number; exit_status: number };
@@ -594,7 +600,7 @@ t.test('delete after the shim was killed cleans up and prints a DeleteResponse',
 });
 
 t.test('-v prints the version and flags are checked', async (t) => {
-  const v = await run(SHIM, ['-v'], { env: shimEnv() });
+  const v = await run(SHIM, ['-v']);
   t.equal(v.code, 0);
   t.match(v.stdout, /containerd-shim-runcts-v2|main\.js/);
   t.match(v.stdout, /Version:\s+\d+\.\d+\.\d+/);
@@ -607,14 +613,14 @@ t.test('-v prints the version and flags are checked', async (t) => {
   const mtime = fs.statSync(blob).mtime;
   fs.utimesSync(blob, old, old);
   try {
-    const fallback = await run(SHIM, ['-v'], { env: shimEnv() });
+    const fallback = await run(SHIM, ['-v']);
     t.equal(fallback.code, 0, 'runs without a usable snapshot');
     t.match(fallback.stdout, /Snapshot: no/, 'a snapshot older than node is not used');
   } finally {
     fs.utimesSync(blob, mtime, mtime);
   }
   // V8 flags in NODE_OPTIONS would make node refuse the snapshot: the modules run instead.
-  const withOptions = await run(SHIM, ['-v'], { env: { ...shimEnv(), NODE_OPTIONS: '--max-semi-space-size=1' } });
+  const withOptions = await run(SHIM, ['-v'], { env: { ...process.env, NODE_OPTIONS: '--max-semi-space-size=1' } });
   t.equal(withOptions.code, 0, 'runs with NODE_OPTIONS set');
   t.match(withOptions.stdout, /Snapshot: no/, 'NODE_OPTIONS: the snapshot is not used');
   const bad = await run(SHIM, ['-bogus']);

@@ -266,10 +266,11 @@ export class Containerd {
     this.exited = false;
     const logFd = fs.openSync(this.logPath, 'a');
     try {
-      this.proc = spawn('containerd', ['--config', this.configPath], {
+      const [file, args] = withoutNodeOptions('containerd', ['--config', this.configPath], opts.env);
+      this.proc = spawn(file, args, {
         detached: true, // own process group: a ^C to the test runner does not hit it first
         stdio: ['ignore', logFd, logFd],
-        env: { ...shimEnv(), ...opts.env, PATH: `${this.binDir}:${SYSTEM_PATH}` },
+        env: { ...process.env, ...opts.env, PATH: `${this.binDir}:${SYSTEM_PATH}` },
       });
     } finally {
       fs.closeSync(logFd);
@@ -407,14 +408,13 @@ export class Containerd {
 }
 
 /**
- * The test process's environment for containerd (which hands it to every shim) and for shims run
- * directly, without tap's NODE_OPTIONS (its process-info hook): shims run as they do in production,
- * from the startup snapshot.
+ * A command line that runs `file` without tap's NODE_OPTIONS (its process-info hook, which tap
+ * re-adds to every child's environment): containerd hands its environment to every shim, and shims
+ * must run as in production, from the startup snapshot. `env` may set NODE_OPTIONS on purpose.
  */
-export function shimEnv(): NodeJS.ProcessEnv {
-  const env = { ...process.env };
-  delete env.NODE_OPTIONS;
-  return env;
+export function withoutNodeOptions(file: string, args: readonly string[], env?: Readonly<Record<string, string>>): [string, string[]] {
+  if (env?.NODE_OPTIONS !== undefined) return [file, [...args]];
+  return ['env', ['-u', 'NODE_OPTIONS', file, ...args]];
 }
 
 function isShimOf(argv: readonly string[], address: string): boolean {
