@@ -53,11 +53,12 @@ export interface BenchCri {
 }
 
 /** The CRI containerd with handlers runcts, runc and (grouping.enabled) runcts-grouped; runcts from `frozen` when given. */
-export async function startBenchCri(grouping: GroupingMode, frozen?: FrozenShim): Promise<BenchCri> {
+export async function startBenchCri(grouping: GroupingMode, frozen?: FrozenShim, logLevel = 'info'): Promise<BenchCri> {
   const handlers: BenchHandler[] = [
     { column: 'runcts', name: 'runcts' },
     { column: 'go', name: 'runc' },
   ];
+  const only = process.env.BENCH_CRI_HANDLERS?.split(',').map(x => x.trim());
   let extraConfig = '';
   let optsDir: string | undefined;
   if (grouping.enabled) {
@@ -68,8 +69,9 @@ export async function startBenchCri(grouping: GroupingMode, frozen?: FrozenShim)
     extraConfig = [`\n[${table}]`, `  runtime_type = ${JSON.stringify(RUNTIME_RUNCTS)}`, `[${table}.options]`, `  ConfigPath = ${JSON.stringify(file)}`, ''].join('\n');
     handlers.push({ column: 'grouped', name: GROUPED_HANDLER });
   }
+  if (only) handlers.splice(0, handlers.length, ...handlers.filter(h => only.includes(h.name)));
   await waitForForeignK8sShims();
-  const env = await startCriContainerd({ logLevel: 'info', extraConfig });
+  const env = await startCriContainerd({ logLevel, extraConfig });
   frozen?.use(env.cd);
   const cri: BenchCri = {
     env,
@@ -80,7 +82,7 @@ export async function startBenchCri(grouping: GroupingMode, frozen?: FrozenShim)
       return notes;
     },
   };
-  if (grouping.enabled) await probeGrouped(cri, grouping).catch(async e => {
+  if (handlers.some(h => h.name === GROUPED_HANDLER)) await probeGrouped(cri, grouping).catch(async e => {
     await cri.stop();
     throw e;
   });

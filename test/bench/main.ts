@@ -3,8 +3,9 @@
 // when grouping mode exists (or BENCH_GROUPED=1), "runcts grouped" for the CRI figures.
 // Prints the machine, progress on stderr, and one table at the end; writes .bench/bench-results.json.
 // Informative only: nothing asserts on time; a failing command is an error. See docs/benchmarks.md.
+import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { busyboxRootfs, repoRoot, startContainerd } from '../integration/harness';
+import { busyboxRootfs, repoRoot, startContainerd, type Containerd } from '../integration/harness';
 import * as ctr from './ctr';
 import * as cri from './cri';
 import { groupingMode, startBenchCri, type GroupingMode } from './cri-env';
@@ -16,12 +17,31 @@ import { stdoutFigures } from './stdout-throughput';
 import { figuresJson, renderTable, writeResults, type Figure } from './table';
 import { KNOBS, nowMs, phaseEnabled, progress } from './util';
 
+/** containerd's log level (BENCH_LOG_LEVEL; at debug, the shims' logs reach it too). */
+const LOG_LEVEL = process.env.BENCH_LOG_LEVEL ?? 'info';
+
+function resultsDir(): string {
+  return path.join(repoRoot(), '.bench');
+}
+
+/** After a failure: containerd's log goes to .bench/containerd-<mode>.log before stop() removes it. */
+function keepLog(cd: Containerd, mode: string): void {
+  const file = path.join(resultsDir(), `containerd-${mode}.log`);
+  try {
+    fs.mkdirSync(resultsDir(), { recursive: true });
+    fs.copyFileSync(cd.logPath, file);
+    progress(`containerd log kept in ${file}`);
+  } catch (e) {
+    progress(`cannot keep containerd's log: ${(e as Error).message}`);
+  }
+}
+
 /** ctr figures, the runc floor and stdout throughput on one plain containerd. */
 async function ctrMode(figures: Figure[], frozen: FrozenShim | undefined): Promise<void> {
   const wanted = ['ctr', 'throughput', 'stdout'].filter(phaseEnabled);
   if (!wanted.length) return;
   progress('starting containerd (ctr mode)');
-  const cd = await startContainerd({ logLevel: 'info' });
+  const cd = await startContainerd({ logLevel: LOG_LEVEL });
   frozen?.use(cd);
   const rootfs = await busyboxRootfs();
   const floor = await RuncFloor.create(rootfs);
@@ -31,6 +51,9 @@ async function ctrMode(figures: Figure[], frozen: FrozenShim | undefined): Promi
     if (phaseEnabled('ctr')) figures.push(...(await ctr.lifecycleFigures(ctx)), ...(await ctr.execFigures(ctx)));
     if (phaseEnabled('throughput')) figures.push(...(await ctr.throughputFigures(ctx)));
     if (phaseEnabled('stdout')) figures.push(...(await stdoutFigures(cd, rootfs)));
+  } catch (e) {
+    keepLog(cd, 'ctr');
+    throw e;
   } finally {
     await floor.cleanup();
     for (const n of await cd.stop()) progress(`cleanup: ${n}`);
@@ -41,10 +64,13 @@ async function ctrMode(figures: Figure[], frozen: FrozenShim | undefined): Promi
 async function criMode(figures: Figure[], grouping: GroupingMode, frozen: FrozenShim | undefined): Promise<void> {
   if (!phaseEnabled('cri') && !phaseEnabled('memory')) return;
   progress(`starting containerd (CRI mode${grouping.enabled ? ', with runcts-grouped' : ''})`);
-  const env = await startBenchCri(grouping, frozen);
+  const env = await startBenchCri(grouping, frozen, LOG_LEVEL);
   try {
     if (phaseEnabled('cri')) figures.push(...(await cri.lifecycleFigures(env)), ...(await cri.execSyncFigures(env)));
     if (phaseEnabled('memory')) figures.push(...(await memoryFigures(env)));
+  } catch (e) {
+    keepLog(env.env.cd, 'cri');
+    throw e;
   } finally {
     for (const n of await env.stop()) progress(`cleanup: ${n}`);
   }
@@ -84,7 +110,7 @@ async function main(): Promise<void> {
   console.log('');
   console.log(renderTable(figures));
   console.log(`total time ${seconds.toFixed(0)} s${failure ? ' (FAILED: the table is incomplete)' : ''}`);
-  const file = writeResults(path.join(repoRoot(), '.bench'), {
+  const file = writeResults(resultsDir(), {
     date: new Date().toISOString(),
     machine,
     knobs: KNOBS,
