@@ -77,6 +77,7 @@ export async function startBenchCri(grouping: GroupingMode, frozen?: FrozenShim,
     env,
     handlers,
     async stop(): Promise<string[]> {
+      await lingeringShims(env);
       const notes = await env.stop();
       if (optsDir) fs.rmSync(optsDir, { recursive: true, force: true });
       return notes;
@@ -87,6 +88,18 @@ export async function startBenchCri(grouping: GroupingMode, frozen?: FrozenShim,
     throw e;
   });
   return cri;
+}
+
+/**
+ * With no pod left, give shims that linger after their last container (grouping mode waits 10 s
+ * for the next one) up to 15 s to exit by themselves, rather than have stop() kill them.
+ */
+async function lingeringShims(env: CriContainerd): Promise<void> {
+  if (!env.cd.running || env.cd.shims().length === 0) return;
+  const pods = await env.cri.listPodSandbox().catch(() => undefined);
+  if (pods?.length !== 0) return;
+  progress('waiting for lingering shims to exit');
+  await waitFor(() => env.cd.shims().length === 0, { timeoutMs: 15_000, intervalMs: 200 });
 }
 
 /** One pod on runcts-grouped first, so that a missing grouping feature fails with a clear message. */
