@@ -21,10 +21,17 @@ interface Transfer {
   rate: number;
   /** ms from spawning ctr to its exit. */
   wallMs: number;
+  /** Bytes that never arrived (only ever non-zero for the Go shim, see `lossNote`). */
+  lost: number;
 }
 
-/** Run ctr, count its stdout, time first and last byte; anything but all bytes and exit 0 throws. */
-function transfer(cd: Containerd, args: string[], expectBytes: number): Promise<Transfer> {
+/**
+ * Run ctr, count its stdout, time first and last byte. A non-zero exit or no output throws; so
+ * does missing output unless `tolerateLoss` (the Go shim: containerd 1.6's shim now and then drops
+ * the last output of a process that exits, cf. concourse/concourse#6775 and ctr-parallel.test.ts;
+ * counted and reported, not an error of the benchmark). runcts must deliver every byte.
+ */
+function transfer(cd: Containerd, args: string[], expectBytes: number, tolerateLoss: boolean): Promise<Transfer> {
   return new Promise((resolve, reject) => {
     const t0 = process.hrtime.bigint();
     const ms = (): number => Number(process.hrtime.bigint() - t0) / 1e6;
@@ -42,21 +49,30 @@ function transfer(cd: Containerd, args: string[], expectBytes: number): Promise<
     child.stderr.on('data', (b: Buffer) => (err += b.toString()));
     child.on('close', code => {
       clearTimeout(timer);
-      if (code !== 0 || bytes !== expectBytes || first === undefined) {
+      if (code !== 0 || first === undefined || bytes > expectBytes || (bytes < expectBytes && !tolerateLoss)) {
         reject(new Error(`ctr ${args.join(' ')}: exit ${code}, ${bytes}/${expectBytes} bytes: ${err}`));
         return;
       }
-      resolve({ rate: bytes / MB / ((last - first) / 1000), wallMs: ms() });
+      resolve({ rate: bytes / MB / ((last - first) / 1000), wallMs: ms(), lost: expectBytes - bytes });
     });
   });
 }
 
 type Samples = Record<ShimColumn, Transfer[]>;
 
+/** "go shim: 1 of 3 transfers short (24576 bytes lost)", or undefined when nothing was lost. */
+function lossNote(samples: Samples): string | undefined {
+  const parts = SHIMS.flatMap(s => {
+    const short = samples[s].filter(x => x.lost > 0);
+    return short.length ? [`${s === 'go' ? 'go shim' : s}: ${short.length} of ${samples[s].length} transfers short (${short.map(x => x.lost).join(', ')} bytes lost)`] : [];
+  });
+  return parts.length ? `${parts.join('; ')}; the Go shim's known loss of a process's last output (concourse/concourse#6775), counted, not an error.` : undefined;
+}
+
 function figures(what: string, verb: string, samples: Samples, n: number, mib: number): Figure[] {
   const pick = (f: (x: Transfer) => number): Record<ShimColumn, number[]> => ({ runcts: samples.runcts.map(f), go: samples.go.map(f) });
   return [
-    figureOfSamples(SECTION, `${what} stdout ${mib} MiB, first to last byte (n=${n})`, 'MB/s', 'higher', pick(x => x.rate)),
+    figureOfSamples(SECTION, `${what} stdout ${mib} MiB, first to last byte (n=${n})`, 'MB/s', 'higher', pick(x => x.rate), lossNote(samples)),
     figureOfSamples(SECTION, `${what} stdout ${mib} MiB, ${verb} wall time (n=${n})`, 'ms', 'lower', pick(x => x.wallMs)),
   ];
 }
@@ -66,7 +82,7 @@ export async function stdoutFigures(cd: Containerd, rootfs: string, mib = KNOBS.
   progress(`stdout: ${rounds} rounds of ${mib} MiB through init and exec stdio`);
   const blob = randomBlob(mib << 20);
   const run = (s: ShimColumn): Promise<Transfer> =>
-    transfer(cd, ['run', '--rm', '--runtime', RUNTIME[s], ...blobMountArgs(), '--rootfs', rootfs, uniqueId(`cat-${s}`), '/bin/cat', blob.containerPath], blob.size);
+    transfer(cd, ['run', '--rm', '--runtime', RUNTIME[s], ...blobMountArgs(), '--rootfs', rootfs, uniqueId(`cat-${s}`), '/bin/cat', blob.containerPath], blob.size, s === 'go');
   const init: Samples = { runcts: [], go: [] };
   const exec: Samples = { runcts: [], go: [] };
   for (const s of SHIMS) await run(s); // page cache, first-run costs
@@ -76,7 +92,7 @@ export async function stdoutFigures(cd: Containerd, rootfs: string, mib = KNOBS.
     for (const s of SHIMS) await cd.ctrOk(['run', '-d', '--runtime', RUNTIME[s], ...blobMountArgs(), '--rootfs', rootfs, ids[s], '/bin/sleep', '1000000']);
     for (let i = 0; i < rounds; i++) {
       for (const s of i % 2 ? [...SHIMS].reverse() : SHIMS) {
-        exec[s].push(await transfer(cd, ['task', 'exec', '--exec-id', uniqueId('cat'), ids[s], '/bin/cat', blob.containerPath], blob.size));
+        exec[s].push(await transfer(cd, ['task', 'exec', '--exec-id', uniqueId('cat'), ids[s], '/bin/cat', blob.containerPath], blob.size, s === 'go'));
       }
     }
   } finally {
