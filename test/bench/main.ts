@@ -93,6 +93,9 @@ async function main(): Promise<void> {
   console.log(renderMachine(machine));
   console.log(`knobs: ${JSON.stringify(KNOBS)}`);
   console.log(`runcts grouped: ${grouping.enabled ? `measured (${grouping.option})` : 'not measured'}: ${grouping.reason}`);
+  for (const f of fs.existsSync(resultsDir()) ? fs.readdirSync(resultsDir()) : []) {
+    if (/^containerd-.*\.log$/.test(f)) fs.rmSync(path.join(resultsDir(), f)); // a previous failure's
+  }
   const frozen = process.env.BENCH_FROZEN === '0' ? undefined : await FrozenShim.create();
   console.log(`runcts shim: ${frozen ? frozen.describe() : 'the checkout itself (BENCH_FROZEN=0)'}`);
   const figures: Figure[] = [];
