@@ -16,6 +16,8 @@ export interface Machine {
   runc: string;
   goShim: string;
   runctsCommit: string;
+  /** 1, 5 and 15 minute load averages when the run started (other work on the machine skews figures). */
+  loadAtStart: number[];
 }
 
 async function firstLine(cmd: string, args: string[]): Promise<string> {
@@ -43,6 +45,7 @@ export async function describeMachine(): Promise<Machine> {
     runc,
     goShim,
     runctsCommit: commit + (dirty.stdout.trim() ? ' (+ uncommitted shim changes)' : ''),
+    loadAtStart: os.loadavg(),
   };
 }
 
@@ -50,5 +53,15 @@ export function renderMachine(m: Machine): string {
   return [
     `machine: ${m.cpu}, nproc ${m.nproc}, ${m.memTotalGiB} GiB, kernel ${m.kernel}, cgroup ${m.cgroup}`,
     `node ${m.node}; ${m.containerd}; ${m.runc}; go shim ${m.goShim}; runcts ${m.runctsCommit}`,
+    `load average at start: ${renderLoad(m.loadAtStart)}${busyWarning(m.loadAtStart, m.nproc)}`,
   ].join('\n');
+}
+
+export function renderLoad(load: readonly number[]): string {
+  return load.map(x => x.toFixed(2)).join(' ');
+}
+
+/** A warning when the machine was busy (1-minute load above half the cpus), else ''. */
+export function busyWarning(load: readonly number[], nproc: number): string {
+  return load[0]! > nproc / 2 ? ` (BUSY: other work on the machine skews the figures, runcts' node start-ups most)` : '';
 }

@@ -4,13 +4,14 @@
 // Prints the machine, progress on stderr, and one table at the end; writes .bench/bench-results.json.
 // Informative only: nothing asserts on time; a failing command is an error. See docs/benchmarks.md.
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { busyboxRootfs, repoRoot, startContainerd, type Containerd } from '../integration/harness';
 import * as ctr from './ctr';
 import * as cri from './cri';
 import { groupingMode, startBenchCri, type GroupingMode } from './cri-env';
 import { FrozenShim } from './frozen-shim';
-import { describeMachine, renderMachine } from './machine';
+import { busyWarning, describeMachine, renderLoad, renderMachine } from './machine';
 import { memoryFigures } from './memory';
 import { RuncFloor } from './runc-floor';
 import { stdoutFigures } from './stdout-throughput';
@@ -112,13 +113,15 @@ async function main(): Promise<void> {
   const seconds = (nowMs() - t0) / 1000;
   console.log('');
   console.log(renderTable(figures));
-  console.log(`total time ${seconds.toFixed(0)} s${failure ? ' (FAILED: the table is incomplete)' : ''}`);
+  const loadAtEnd = os.loadavg();
+  console.log(`total time ${seconds.toFixed(0)} s${failure ? ' (FAILED: the table is incomplete)' : ''}; load average at start ${renderLoad(machine.loadAtStart)}, at end ${renderLoad(loadAtEnd)}${busyWarning(loadAtEnd, machine.nproc)}`);
   const file = writeResults(resultsDir(), {
     date: new Date().toISOString(),
     machine,
     knobs: KNOBS,
     grouping,
     durationS: seconds,
+    loadAtEnd,
     complete: !failure,
     figures: figuresJson(figures),
   });
