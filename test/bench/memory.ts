@@ -81,9 +81,9 @@ async function phase(cri: BenchCri, h: BenchHandler, count: number): Promise<Pha
   const pods: Array<{ pod: Pod; cid: string }> = [];
   try {
     await pool(Array.from({ length: count }), KNOBS.podConcurrency, async () => {
-      const pod = await runPod(cri.env, h, 'mem');
-      pods.push({ pod, cid: '' });
-      pods[pods.length - 1]!.cid = await pod.run('sleeper', SLEEPER);
+      const entry = { pod: await runPod(cri.env, h, 'mem'), cid: '' };
+      pods.push(entry); // removed in the finally block even if its container fails
+      entry.cid = await entry.pod.run('sleeper', SLEEPER);
     });
     const idle = await sample(cri, pods, baseline);
     for (let i = 0; i < KNOBS.memExecs; i++) {
