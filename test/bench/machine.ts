@@ -16,8 +16,10 @@ export interface Machine {
   runc: string;
   goShim: string;
   runctsCommit: string;
-  /** 1, 5 and 15 minute load averages when the run started (other work on the machine skews figures). */
+  /** 1, 5 and 15 minute load averages when the run started (they include `make bench`'s own build). */
   loadAtStart: number[];
+  /** Share of all cpus busy during 2 s before anything of the benchmark runs: other work on the machine. */
+  cpuBusyAtStart: number;
 }
 
 async function firstLine(cmd: string, args: string[]): Promise<string> {
@@ -46,6 +48,7 @@ export async function describeMachine(): Promise<Machine> {
     goShim,
     runctsCommit: commit + (dirty.stdout.trim() ? ' (+ uncommitted shim changes)' : ''),
     loadAtStart: os.loadavg(),
+    cpuBusyAtStart: await cpuBusy(2000),
   };
 }
 
@@ -53,7 +56,7 @@ export function renderMachine(m: Machine): string {
   return [
     `machine: ${m.cpu}, nproc ${m.nproc}, ${m.memTotalGiB} GiB, kernel ${m.kernel}, cgroup ${m.cgroup}`,
     `node ${m.node}; ${m.containerd}; ${m.runc}; go shim ${m.goShim}; runcts ${m.runctsCommit}`,
-    `load average at start: ${renderLoad(m.loadAtStart)}${busyWarning(m.loadAtStart, m.nproc)}`,
+    `cpu busy before the run: ${renderBusy(m)}; load average ${renderLoad(m.loadAtStart)}`,
   ].join('\n');
 }
 
@@ -61,7 +64,23 @@ export function renderLoad(load: readonly number[]): string {
   return load.map(x => x.toFixed(2)).join(' ');
 }
 
-/** A warning when the machine was busy (1-minute load above half the cpus), else ''. */
-export function busyWarning(load: readonly number[], nproc: number): string {
-  return load[0]! > nproc / 2 ? ` (BUSY: other work on the machine skews the figures, runcts' node start-ups most)` : '';
+/** Busy and total jiffies over all cpus, from /proc/stat. */
+function cpuTimes(): { busy: number; total: number } {
+  const f = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const total = f.slice(0, 8).reduce((a, b) => a + b, 0); // user..steal (guest is inside user)
+  return { busy: total - f[3]! - f[4]!, total }; // minus idle and iowait
+}
+
+/** Fraction of cpu time spent busy, machine-wide, over the next `ms`. */
+async function cpuBusy(ms: number): Promise<number> {
+  const a = cpuTimes();
+  await new Promise(r => setTimeout(r, ms));
+  const b = cpuTimes();
+  return b.total > a.total ? (b.busy - a.busy) / (b.total - a.total) : 0;
+}
+
+/** The cpu use at start, with a warning when other work keeps the machine busy. */
+export function renderBusy(m: Machine): string {
+  const pct = `${Math.round(m.cpuBusyAtStart * 100)}%`;
+  return m.cpuBusyAtStart > 0.25 ? `${pct} (BUSY: other work on the machine skews the figures, runcts' node start-ups most)` : pct;
 }

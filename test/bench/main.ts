@@ -11,7 +11,7 @@ import * as ctr from './ctr';
 import * as cri from './cri';
 import { groupingMode, startBenchCri, type GroupingMode } from './cri-env';
 import { FrozenShim } from './frozen-shim';
-import { busyWarning, describeMachine, renderLoad, renderMachine } from './machine';
+import { describeMachine, renderBusy, renderMachine } from './machine';
 import { memoryFigures } from './memory';
 import { RuncFloor } from './runc-floor';
 import { stdoutFigures } from './stdout-throughput';
@@ -114,7 +114,7 @@ async function main(): Promise<void> {
   console.log('');
   console.log(renderTable(figures));
   const loadAtEnd = os.loadavg();
-  console.log(`total time ${seconds.toFixed(0)} s${failure ? ' (FAILED: the table is incomplete)' : ''}; load average at start ${renderLoad(machine.loadAtStart)}, at end ${renderLoad(loadAtEnd)}${busyWarning(loadAtEnd, machine.nproc)}`);
+  console.log(`total time ${seconds.toFixed(0)} s${failure ? ' (FAILED: the table is incomplete)' : ''}; cpu busy before the run: ${renderBusy(machine)}`);
   const file = writeResults(resultsDir(), {
     date: new Date().toISOString(),
     machine,
