@@ -16,7 +16,7 @@ import { memoryFigures } from './memory';
 import { RuncFloor } from './runc-floor';
 import { stdoutFigures } from './stdout-throughput';
 import { figuresJson, renderTable, writeResults, type Figure } from './table';
-import { KNOBS, nowMs, phaseEnabled, progress } from './util';
+import { KNOBS, nowMs, phaseEnabled, progress, recordedErrors } from './util';
 
 /** containerd's log level (BENCH_LOG_LEVEL; at debug, the shims' logs reach it too). */
 const LOG_LEVEL = process.env.BENCH_LOG_LEVEL ?? 'info';
@@ -25,7 +25,7 @@ function resultsDir(): string {
   return path.join(repoRoot(), '.bench');
 }
 
-/** After a failure: containerd's log goes to .bench/containerd-<mode>.log before stop() removes it. */
+/** After a failure or a recorded error: containerd's log goes to .bench/containerd-<mode>.log before stop() removes it. */
 function keepLog(cd: Containerd, mode: string): void {
   const file = path.join(resultsDir(), `containerd-${mode}.log`);
   try {
@@ -42,6 +42,7 @@ async function ctrMode(figures: Figure[], frozen: FrozenShim | undefined): Promi
   const wanted = ['ctr', 'throughput', 'stdout'].filter(phaseEnabled);
   if (!wanted.length) return;
   progress('starting containerd (ctr mode)');
+  const errorsBefore = recordedErrors().length;
   const cd = await startContainerd({ logLevel: LOG_LEVEL });
   frozen?.use(cd);
   const rootfs = await busyboxRootfs();
@@ -56,6 +57,7 @@ async function ctrMode(figures: Figure[], frozen: FrozenShim | undefined): Promi
     keepLog(cd, 'ctr');
     throw e;
   } finally {
+    if (recordedErrors().length > errorsBefore) keepLog(cd, 'ctr');
     await floor.cleanup();
     for (const n of await cd.stop()) progress(`cleanup: ${n}`);
   }
@@ -65,6 +67,7 @@ async function ctrMode(figures: Figure[], frozen: FrozenShim | undefined): Promi
 async function criMode(figures: Figure[], grouping: GroupingMode, frozen: FrozenShim | undefined): Promise<void> {
   if (!phaseEnabled('cri') && !phaseEnabled('memory')) return;
   progress(`starting containerd (CRI mode${grouping.enabled ? ', with runcts-grouped' : ''})`);
+  const errorsBefore = recordedErrors().length;
   const env = await startBenchCri(grouping, frozen, LOG_LEVEL);
   try {
     if (phaseEnabled('cri')) figures.push(...(await cri.lifecycleFigures(env)), ...(await cri.execSyncFigures(env)));
@@ -73,6 +76,7 @@ async function criMode(figures: Figure[], grouping: GroupingMode, frozen: Frozen
     keepLog(env.env.cd, 'cri');
     throw e;
   } finally {
+    if (recordedErrors().length > errorsBefore) keepLog(env.env.cd, 'cri');
     for (const n of await env.stop()) progress(`cleanup: ${n}`);
   }
 }
@@ -114,7 +118,9 @@ async function main(): Promise<void> {
   console.log('');
   console.log(renderTable(figures));
   const loadAtEnd = os.loadavg();
-  console.log(`total time ${seconds.toFixed(0)} s${failure ? ' (FAILED: the table is incomplete)' : ''}; cpu busy before the run: ${renderBusy(machine)}`);
+  const errors = recordedErrors();
+  for (const e of errors) console.log(`ERROR: ${e}`);
+  console.log(`total time ${seconds.toFixed(0)} s${failure ? ' (FAILED: the table is incomplete)' : errors.length ? ` (FAILED: ${errors.length} error(s) above)` : ''}; cpu busy before the run: ${renderBusy(machine)}`);
   const file = writeResults(resultsDir(), {
     date: new Date().toISOString(),
     machine,
@@ -123,10 +129,12 @@ async function main(): Promise<void> {
     durationS: seconds,
     loadAtEnd,
     complete: !failure,
+    errors,
     figures: figuresJson(figures),
   });
   console.log(`results: ${path.relative(process.cwd(), file) || file}`);
   if (failure) throw failure;
+  if (errors.length) process.exit(1);
 }
 
 main().catch(err => {

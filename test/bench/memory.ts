@@ -6,7 +6,7 @@ import { containerPid, readProcess, sandboxPid, sleep, waitFor, type Pod } from 
 import type { BenchCri, BenchHandler } from './cri-env';
 import { removePod, runPod, SLEEPER } from './cri-env';
 import { figureOfSamples, type Column, type Figure } from './table';
-import { KNOBS, memOf, pool, progress } from './util';
+import { KNOBS, memOf, pool, progress, recordError } from './util';
 
 const SECTION = 'memory of all shim processes (CRI)';
 const MiB = 1024;
@@ -94,7 +94,8 @@ async function phase(cri: BenchCri, h: BenchHandler, count: number): Promise<Pha
     const afterExecs = await sample(cri, pods, baseline);
     return { idle, afterExecs };
   } finally {
-    await pool(pods, KNOBS.podConcurrency, ({ pod }) => removePod(pod));
+    // The figures are taken: a failed teardown fails the run (recordError) without losing them.
+    await pool(pods, KNOBS.podConcurrency, ({ pod }) => removePod(pod).catch((e: Error) => recordError(`${h.name}: ${e.message}`)));
   }
 }
 

@@ -128,3 +128,18 @@ let idCounter = 0;
 export function uniqueId(prefix: string): string {
   return `${prefix}-${++idCounter}`;
 }
+
+const errors: string[] = [];
+
+/**
+ * An error that must fail the run but need not stop it (a pod's teardown after its figures were
+ * taken): printed under the table, written to the JSON file, and the run exits 1.
+ */
+export function recordError(msg: string): void {
+  errors.push(msg);
+  progress(`ERROR: ${msg}`);
+}
+
+export function recordedErrors(): readonly string[] {
+  return errors;
+}
