@@ -104,7 +104,17 @@ export class RuncManager implements Manager {
     }
     // The dead daemon cannot remove its socket; a socket nobody answers on is ours to clear.
     const address = readAddress(bundle);
-    if (address && !(await canConnect(socketPath(address)))) removeSocket(address);
+    if (address) {
+      // Under start's lock: a start may be binding a new daemon on this very path (namespace
+      // grouping reuses it), and its socket must not be removed between its bind and our check.
+      const lockFd = fs.openSync(SOCKET_DIR, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
+      try {
+        native().lockExclusive(lockFd);
+        if (!(await canConnect(socketPath(address)))) removeSocket(address);
+      } finally {
+        fs.closeSync(lockFd);
+      }
+    }
     let pid = 0;
     try {
       pid = Number.parseInt(fs.readFileSync(path.join(bundle, 'init.pid'), 'utf8'), 10) || 0;
@@ -145,6 +155,8 @@ function startOptions(stdin: Buffer): RuncOptions {
 /** A namespace daemon lingers when idle (containerd's environment may set how long: tests do); a pod's does not. */
 function daemonEnv(byNamespace: boolean): string[] {
   const env = currentEnv().filter((kv) => !kv.startsWith(`${LINGER_ENV}=`));
-  if (byNamespace) env.push(`${LINGER_ENV}=${Number(process.env[LINGER_ENV]) || NAMESPACE_LINGER_MS}`);
+  const wanted = Number(process.env[LINGER_ENV]);
+  // Never 0 or less: without a linger the daemon would exit without the lock.
+  if (byNamespace) env.push(`${LINGER_ENV}=${wanted > 0 ? wanted : NAMESPACE_LINGER_MS}`);
   return env;
 }
