@@ -1,4 +1,4 @@
-// Run one child command to completion through the reaper (never child_process), with a deadline
+// Run one child command to completion through the reaper (not Node's own spawn, which races the reaper), with a deadline
 // and, when asked, its stdout (and stderr) captured.
 import * as fs from 'node:fs';
 import * as net from 'node:net';
