@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import t, { type Test } from 'tap';
-import { messageType } from '../../shim/framework/proto';
+import { checkRoundTrip as roundTrip } from './harness/metrics';
 import { cgroupOfPid, type Cgroup, type V1Metrics } from '../../shim/runc/cgroups';
 
 function writeTree(root: string, files: Record<string, string>): void {
@@ -118,22 +118,7 @@ function v1(cg: Cgroup): V1Metrics {
   return s.metrics;
 }
 
-/** Encode and decode: every leaf we produce must come back, at the same path, with the same value. */
-function checkRoundTrip(t: Test, metrics: object): void {
-  const type = messageType('io.containerd.cgroups.v1.Metrics');
-  const decoded = type.toObject(type.decode(type.encode(type.fromObject(metrics)).finish()), { longs: String, defaults: true, arrays: true });
-  const mismatches: string[] = [];
-  const walk = (ours: unknown, theirs: unknown, at: string): void => {
-    if (ours !== null && typeof ours === 'object') {
-      if (theirs === null || typeof theirs !== 'object') return void mismatches.push(`${at}: missing after decode`);
-      for (const [k, v] of Object.entries(ours)) walk(v, (theirs as Record<string, unknown>)[k], `${at}.${k}`);
-      return;
-    }
-    if (String(ours) !== String(theirs)) mismatches.push(`${at}: ${String(ours)} -> ${String(theirs)}`);
-  };
-  walk(metrics, decoded, 'metrics');
-  t.same(mismatches, [], 'every field survives encode/decode (no unknown field names)');
-}
+const checkRoundTrip = (t: Test, metrics: object): void => roundTrip(t, 'io.containerd.cgroups.v1.Metrics', metrics);
 
 t.test('every controller, every field', async (t) => {
   const { roots, dir } = fakeHost(t);

@@ -6,7 +6,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import t, { type Test } from 'tap';
-import { messageType } from '../../shim/framework/proto';
+import { checkRoundTrip as roundTrip } from './harness/metrics';
 import { cgroupOfPid, type Cgroup, type V2Metrics } from '../../shim/runc/cgroups';
 
 function writeTree(root: string, files: Record<string, string>): void {
@@ -68,21 +68,7 @@ function v2(cg: Cgroup): V2Metrics {
   return s.metrics;
 }
 
-function checkRoundTrip(t: Test, metrics: object): void {
-  const type = messageType('io.containerd.cgroups.v2.Metrics');
-  const decoded = type.toObject(type.decode(type.encode(type.fromObject(metrics)).finish()), { longs: String, defaults: true, arrays: true });
-  const mismatches: string[] = [];
-  const walk = (ours: unknown, theirs: unknown, at: string): void => {
-    if (ours !== null && typeof ours === 'object') {
-      if (theirs === null || typeof theirs !== 'object') return void mismatches.push(`${at}: missing after decode`);
-      for (const [k, v] of Object.entries(ours)) walk(v, (theirs as Record<string, unknown>)[k], `${at}.${k}`);
-      return;
-    }
-    if (String(ours) !== String(theirs)) mismatches.push(`${at}: ${String(ours)} -> ${String(theirs)}`);
-  };
-  walk(metrics, decoded, 'metrics');
-  t.same(mismatches, [], 'every field survives encode/decode (no unknown field names)');
-}
+const checkRoundTrip = (t: Test, metrics: object): void => roundTrip(t, 'io.containerd.cgroups.v2.Metrics', metrics);
 
 t.test('unified host detected by cgroup.controllers; every field', async (t) => {
   const { roots, dir } = fakeHost(t);
