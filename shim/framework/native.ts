@@ -88,9 +88,20 @@ export interface Native {
   watchReadable(fd: number, cb: (err?: Error) => void): FdWatch;
 }
 
-/** The shim's own environment in SpawnOptions.env form. */
-export function currentEnv(): string[] {
-  return Object.entries(process.env).map(([k, v]) => `${k}=${v ?? ''}`);
+/** bin/ moves NODE_EXTRA_CA_CERTS here so that node does not load it at every shim start. */
+const SAVED_CA_CERTS = 'RUNCTS_NODE_EXTRA_CA_CERTS';
+
+/**
+ * The shim's own environment in SpawnOptions.env form: as containerd gave it to bin/, or, for
+ * another shim process (`forShim`), as bin/ left it.
+ */
+export function currentEnv(forShim = false): string[] {
+  const env: string[] = [];
+  for (const [k, v] of Object.entries(process.env)) {
+    if (k === SAVED_CA_CERTS && !forShim) env.push(`NODE_EXTRA_CA_CERTS=${v ?? ''}`);
+    else env.push(`${k}=${v ?? ''}`);
+  }
+  return env;
 }
 
 let loaded: Native | undefined;

@@ -154,7 +154,7 @@ function startOptions(stdin: Buffer): RuncOptions {
 
 /** A namespace daemon lingers when idle (containerd's environment may set how long: tests do); a pod's does not. */
 function daemonEnv(byNamespace: boolean): string[] {
-  const env = currentEnv().filter((kv) => !kv.startsWith(`${LINGER_ENV}=`));
+  const env = currentEnv(true).filter((kv) => !kv.startsWith(`${LINGER_ENV}=`));
   const wanted = Number(process.env[LINGER_ENV]);
   // Never 0 or less: without a linger the daemon would exit without the lock.
   if (byNamespace) env.push(`${LINGER_ENV}=${wanted > 0 ? wanted : NAMESPACE_LINGER_MS}`);
