@@ -3,6 +3,7 @@
 // resolved here, before main: in the snapshot that work is done once at build time, and each shim
 // start only deserialises the heap instead of loading and compiling ~100 modules.
 import * as v8 from 'node:v8';
+import * as protobuf from 'protobufjs';
 import { protoRoot } from './framework/proto';
 import { runShim } from './framework/shim';
 import { RuncManager } from './runc/manager';
@@ -13,7 +14,18 @@ import './framework/reaper';
 import './framework/ttrpc';
 import './runc/service';
 
-protoRoot();
+warmProto(protoRoot());
+
+/**
+ * protobufjs generates each message type's encoder, decoder and converters at its first use;
+ * done here they are part of the snapshot instead of the first requests of every shim.
+ */
+function warmProto(ns: protobuf.NamespaceBase): void {
+  for (const child of ns.nestedArray) {
+    if (child instanceof protobuf.Type) child.setup();
+    if (child instanceof protobuf.Namespace || child instanceof protobuf.Type) warmProto(child);
+  }
+}
 
 function main(): void {
   runShim(new RuncManager()).then(

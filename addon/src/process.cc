@@ -21,6 +21,32 @@ static Napi::Value SetSubreaper(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// setsid(2): a process that outlives the command that started it leaves that command's process
+// group and session (containerd signals the group of a `start` it gave up on).
+static Napi::Value Setsid(const Napi::CallbackInfo& info) {
+  if (setsid() < 0) return ThrowErrno(info.Env(), errno, "setsid");
+  return info.Env().Undefined();
+}
+
+// dup2 /dev/null over fds 0, 1 and 2: a daemon must not hold the stdio of whoever started it
+// (containerd reads `start`'s stdout and stderr until every holder has closed them).
+static Napi::Value DetachStdio(const Napi::CallbackInfo& info) {
+  int fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+  if (fd < 0) return ThrowErrno(info.Env(), errno, "open", "/dev/null");
+  for (int target = 0; target <= 2; target++) {
+    if (fd == target) continue;
+    while (dup2(fd, target) < 0) {
+      if (errno == EINTR) continue;
+      int err = errno;
+      if (fd > 2) close(fd);
+      return ThrowErrno(info.Env(), err, "dup2");
+    }
+  }
+  if (fd > 2) close(fd);
+  else fcntl(fd, F_SETFD, 0);  // it is one of 0-2 itself now: those stay open across exec
+  return info.Env().Undefined();
+}
+
 // waitpid(-1, WNOHANG) until there is nothing left to collect; never blocks.
 // Returns [{pid, status}] with status = exit code, or 128 + signal for a killed process.
 static Napi::Value Reap(const Napi::CallbackInfo& info) {
@@ -219,6 +245,8 @@ void InitProcess(Napi::Env env, Napi::Object exports) {
   exports.Set("setSubreaper", Napi::Function::New(env, SetSubreaper, "setSubreaper"));
   exports.Set("reap", Napi::Function::New(env, Reap, "reap"));
   exports.Set("spawn", Napi::Function::New(env, Spawn, "spawn"));
+  exports.Set("setsid", Napi::Function::New(env, Setsid, "setsid"));
+  exports.Set("detachStdio", Napi::Function::New(env, DetachStdio, "detachStdio"));
 }
 
 }  // namespace runcts

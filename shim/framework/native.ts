@@ -47,6 +47,10 @@ export interface Native {
    * Use Reaper.spawn, which registers the exit waiter with the spawn.
    */
   spawn(opts: SpawnOptions): number;
+  /** setsid(2): leave the caller's process group and session. */
+  setsid(): void;
+  /** dup2 /dev/null over fds 0, 1 and 2 (a daemon lets go of the stdio it was started with). */
+  detachStdio(): void;
   /** pipe2(O_CLOEXEC): [readFd, writeFd]. */
   pipe(): [number, number];
   /** close(2). */

@@ -7,6 +7,7 @@ import type { Logger } from './logger';
 import type { Publisher } from './publisher';
 import type { Reaper } from './reaper';
 import { IdleExit } from './idle-exit';
+import { LINGER_ENV, StartStatus, becomeDaemon, spawnDaemon } from './launch';
 import { SOCKET_DIR, readAddress, removeSocket } from './socket';
 import type { TtrpcServer } from './ttrpc';
 // Everything else is loaded by the action that needs it: `start` runs for every container and
@@ -20,10 +21,18 @@ export interface StopStatus {
   exitedAt: Date;
 }
 
-/** What the daemon hands to the implementation: no globals, everything injected. */
-/** Set by `start` in the daemon's environment: how long an idle daemon shared by a namespace waits before it exits. */
-export const LINGER_ENV = 'RUNCTS_SHIM_LINGER_MS';
+/** What `start` did: the address to print and, when it bound a new socket, what a daemon must serve. */
+export interface Started {
+  address: string;
+  daemon?: {
+    /** Listening already (its address is published): connections queue until the daemon serves. */
+    listener: net.Server;
+    /** How long the daemon waits, once idle, before it exits (a daemon shared by a namespace); 0: at once. */
+    lingerMs: number;
+  };
+}
 
+/** What the daemon hands to the implementation: no globals, everything injected. */
 export interface ServeContext {
   flags: ShimFlags;
   bundle: string;
@@ -33,7 +42,7 @@ export interface ServeContext {
   reaper: Reaper;
   /**
    * Nothing is left to serve: stop serving and exit (after in-flight requests and queued events),
-   * at once, or, for a daemon shared by a namespace (RUNCTS_SHIM_LINGER_MS), once `isIdle` still
+   * at once, or, for a daemon shared by a namespace (Started.daemon.lingerMs), once `isIdle` still
    * holds after the linger time.
    */
   shutdown(isIdle?: () => boolean): void;
@@ -42,8 +51,11 @@ export interface ServeContext {
 export interface Manager {
   /** Binary name shown by -v. */
   name: string;
-  /** `start`: make sure a daemon serves this container; returns the address to print. */
-  start(flags: ShimFlags, bundle: string, runtimeOptions: Buffer): Promise<string>;
+  /**
+   * `start`: find the daemon that serves this container, or bind and publish a new socket for
+   * one (the framework then launches the daemon on it).
+   */
+  start(flags: ShimFlags, bundle: string, runtimeOptions: Buffer): Promise<Started>;
   /** `delete`: clean up after a dead daemon. */
   stop(flags: ShimFlags, bundle: string, reaper: Reaper, log: Logger): Promise<StopStatus>;
   /** Daemon: register services on ctx.server. */
@@ -51,6 +63,9 @@ export interface Manager {
 }
 
 export async function runShim(manager: Manager, argv = process.argv.slice(2)): Promise<number> {
+  // bin/ runs `start` this way (src/framework/launch.ts); its action word is left out of argv
+  // so that `ps` shows the daemon it may become like any other.
+  const startStatus = StartStatus.fromEnv();
   let flags: ShimFlags;
   try {
     flags = parseFlags(argv);
@@ -72,12 +87,29 @@ export async function runShim(manager: Manager, argv = process.argv.slice(2)): P
     return 1;
   }
   const bundle = flags.bundle || process.cwd();
+  if (startStatus) {
+    if (flags.action !== '') {
+      process.stderr.write(`unexpected action ${JSON.stringify(flags.action)} for start\n`);
+      return 2;
+    }
+    flags.action = 'start';
+  }
   switch (flags.action) {
     case 'start': {
-      const address = await manager.start(flags, bundle, readStdin());
-      // Synchronous: the process exits right after, and containerd reads exactly this output.
-      fs.writeSync(1, address);
-      return 0;
+      const started = await manager.start(flags, bundle, readStdin());
+      // Synchronous: containerd reads exactly this output, and then the start is over.
+      fs.writeSync(1, started.address);
+      if (!started.daemon) return 0;
+      const { listener, lingerMs } = started.daemon;
+      if (!startStatus) {
+        spawnDaemon(manager.name, flags, bundle, listener, lingerMs);
+        // Not closed: closing would unlink the socket the daemon now serves; our fd goes with our exit.
+        listener.unref();
+        return 0;
+      }
+      becomeDaemon(startStatus);
+      flags.action = '';
+      return serve(manager, flags, bundle, { listener, lingerMs });
     }
     case 'delete': {
       const [{ Reaper }, { native }, { silentLogger }, { messageType }, { toTimestamp }] = await Promise.all([
@@ -109,7 +141,11 @@ function readStdin(): Buffer {
   }
 }
 
-async function serve(manager: Manager, flags: ShimFlags, bundle: string): Promise<number> {
+/**
+ * The daemon. `bound`: the socket its own `start` bound (in place); otherwise fd 3 (spawned by a
+ * `start`) or -socket, and the linger from the environment `start` gave it.
+ */
+async function serve(manager: Manager, flags: ShimFlags, bundle: string, bound?: Started['daemon']): Promise<number> {
   const [{ openFifoLogger }, { Reaper }, { native }, { RemotePublisher }, { TtrpcServer }] = await Promise.all([
     import('./logger'), import('./reaper'), import('./native'), import('./publisher'), import('./ttrpc'),
   ]);
@@ -131,8 +167,8 @@ async function serve(manager: Manager, flags: ShimFlags, bundle: string): Promis
 
   // Read now: a daemon shared by many containers may outlive the bundle it was started in.
   const address = readAddress(bundle);
-  const listener = net.createServer();
-  const lingerMs = Number(process.env[LINGER_ENV] ?? 0);
+  const listener = bound?.listener ?? net.createServer();
+  const lingerMs = bound ? bound.lingerMs : Number(process.env[LINGER_ENV] ?? 0);
   const idleExit = lingerMs > 0 ? new IdleExit(listener, SOCKET_DIR, lingerMs, () => requestShutdown()) : undefined;
   const shutdown = (isIdle?: () => boolean) => {
     if (idleExit && isIdle) idleExit.arm(isIdle);
@@ -140,11 +176,13 @@ async function serve(manager: Manager, flags: ShimFlags, bundle: string): Promis
   };
   await manager.serve({ flags, bundle, log, server, publisher, reaper, shutdown });
 
-  await new Promise<void>((resolve, reject) => {
-    listener.once('error', reject);
-    // fd 3 is the socket `start` bound and listened on before publishing its address.
-    listener.listen(flags.socket ? { path: flags.socket } : { fd: 3 }, () => resolve());
-  });
+  if (!bound) {
+    await new Promise<void>((resolve, reject) => {
+      listener.once('error', reject);
+      // fd 3 is the socket `start` bound and listened on before publishing its address.
+      listener.listen(flags.socket ? { path: flags.socket } : { fd: 3 }, () => resolve());
+    });
+  }
   server.serve(listener);
   log.info({ bundle, lingerMs }, 'shim serving');
 

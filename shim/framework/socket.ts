@@ -17,14 +17,17 @@ export function socketPath(address: string): string {
   return address.startsWith('unix://') ? address.slice('unix://'.length) : address;
 }
 
-/** Write a file so that readers see either nothing or all of it (DESIGN lesson 2). */
-export function writeFileAtomic(file: string, data: string | Uint8Array, mode = 0o644): void {
+/**
+ * Write a file so that readers see either nothing or all of it (DESIGN lesson 2); `durable`: also
+ * on disk before it appears (what must survive a machine crash).
+ */
+export function writeFileAtomic(file: string, data: string | Uint8Array, mode = 0o644, durable = true): void {
   const tmp = `${file}.${process.pid}.tmp`;
   try {
     const fd = fs.openSync(tmp, 'w', mode);
     try {
       fs.writeSync(fd, typeof data === 'string' ? Buffer.from(data) : data);
-      fs.fsyncSync(fd);
+      if (durable) fs.fsyncSync(fd);
     } finally {
       fs.closeSync(fd);
     }

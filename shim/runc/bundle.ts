@@ -22,11 +22,18 @@ export interface RuncOptions {
 
 const OPTIONS_FILE = 'options.json';
 const RUNTIME_FILE = 'runtime';
+/** bin/containerd-shim-runcts-v2 prints this file for `delete` when it exists. */
+export const DELETE_RESPONSE_FILE = 'delete-response.pb';
 
 export function writeBundleState(bundle: string, options: RuncOptions): void {
   writeFileAtomic(path.join(bundle, OPTIONS_FILE), JSON.stringify(options), 0o600);
   // The Go shim writes the runtime binary name separately too; keep the same files for tools that read them.
   writeFileAtomic(path.join(bundle, RUNTIME_FILE), options.binary_name ?? '', 0o600);
+}
+
+/** The container is gone (runc state, rootfs): `delete` only has to print this DeleteResponse. */
+export function writeDeleteResponse(bundle: string, response: Uint8Array): void {
+  writeFileAtomic(path.join(bundle, DELETE_RESPONSE_FILE), response, 0o600, false);
 }
 
 export function readBundleState(bundle: string): { options: RuncOptions } {

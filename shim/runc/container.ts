@@ -256,8 +256,11 @@ export class Container {
     return exit;
   }
 
-  /** Delete the init (and with it the container), then release the rootfs. */
-  async delete(): Promise<ExitInfo> {
+  /**
+   * Delete the init (and with it the container), then release the rootfs. `cleanedUp`: nothing of
+   * the container is left for containerd's `delete` to clean up.
+   */
+  async delete(): Promise<{ exit: ExitInfo; cleanedUp: boolean }> {
     const exit = await this.init.delete();
     this.oomWatch?.close();
     this.oomWatch = undefined;
@@ -265,14 +268,16 @@ export class Container {
       if (p.state.kind !== 'deleted') await p.delete().catch(() => undefined);
     }
     this.execs.clear();
+    let cleanedUp = true;
     if (this.rootfs) {
       try {
         unmountAll(this.rootfs);
       } catch (err) {
+        cleanedUp = false;
         this.deps.log.warn({ err, rootfs: this.rootfs }, 'failed to unmount rootfs');
       }
     }
-    return exit;
+    return { exit, cleanedUp };
   }
 
   /** pid -> exec id, for Pids. */

@@ -1,13 +1,14 @@
 // The short-lived side of the runc shim: `start` (find or launch the daemon) and `delete` (cleanup).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { daemonArgs, type ShimFlags } from '../framework/flags';
+import type { ShimFlags } from '../framework/flags';
 import type { Logger } from '../framework/logger';
-import { currentEnv, native } from '../framework/native';
+import { native } from '../framework/native';
 import type { Reaper } from '../framework/reaper';
-import { LINGER_ENV, type Manager, type ServeContext, type StopStatus } from '../framework/shim';
+import { LINGER_ENV } from '../framework/launch';
+import type { Manager, ServeContext, Started, StopStatus } from '../framework/shim';
 import {
-  SOCKET_DIR, canConnect, listenUnix, readAddress, removeSocket, serverFd, socketAddress, socketPath, writeAddress,
+  SOCKET_DIR, canConnect, listenUnix, readAddress, removeSocket, socketAddress, socketPath, writeAddress,
 } from '../framework/socket';
 import { readBundleState, type RuncOptions } from './bundle';
 import { decodeOptions } from './options';
@@ -28,7 +29,7 @@ const SIGKILL = 9;
 export class RuncManager implements Manager {
   readonly name = SHIM_NAME;
 
-  async start(flags: ShimFlags, bundle: string, runtimeOptions: Buffer): Promise<string> {
+  async start(flags: ShimFlags, bundle: string, runtimeOptions: Buffer): Promise<Started> {
     const byNamespace = startOptions(runtimeOptions).shim_grouping === 'namespace';
     const group = byNamespace ? NAMESPACE_GROUP : groupOf(bundle) ?? flags.id;
     const address = socketAddress(flags.address, flags.namespace, group);
@@ -36,7 +37,8 @@ export class RuncManager implements Manager {
     fs.mkdirSync(SOCKET_DIR, { recursive: true, mode: 0o700 });
 
     // Serialise starts on this host: two starts of one group must end with one daemon, and a
-    // stale socket must be replaced by exactly one of them.
+    // stale socket must be replaced by exactly one of them. Once the new socket listens, a later
+    // start finds it alive (connections queue until the daemon serves): the lock can go then.
     const lockFd = fs.openSync(SOCKET_DIR, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
     try {
       native().lockExclusive(lockFd);
@@ -47,7 +49,7 @@ export class RuncManager implements Manager {
         if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw new Error(`create new shim socket: ${String(err)}`);
         if (await canConnect(sock)) {
           writeAddress(bundle, address);
-          return address;
+          return { address };
         }
         removeSocket(address);
         listener = await listenUnix(sock);
@@ -56,23 +58,11 @@ export class RuncManager implements Manager {
         fs.chmodSync(sock, 0o600);
         // The address is published only once the socket listens (DESIGN lesson 2).
         writeAddress(bundle, address);
-        native().spawn({
-          file: process.execPath,
-          // argv[0] names the shim so `ps` shows what it is.
-          args: [SHIM_NAME, ...process.execArgv, process.argv[1], ...daemonArgs(flags)],
-          env: daemonEnv(byNamespace),
-          cwd: bundle,
-          // The daemon must not hold start's stdout/stderr: containerd waits for both to close.
-          fds: [-1, -1, -1, serverFd(listener)],
-          setsid: true,
-        });
       } catch (err) {
         listener.close(); // libuv unlinks the path of a server it bound itself
         throw err;
       }
-      // Not closed: closing would unlink the socket the daemon now serves; our fd goes with our exit.
-      listener.unref();
-      return address;
+      return { address, daemon: { listener, lingerMs: byNamespace ? namespaceLinger() : 0 } };
     } finally {
       fs.closeSync(lockFd);
     }
@@ -152,11 +142,8 @@ function startOptions(stdin: Buffer): RuncOptions {
   return decodeOptions(any);
 }
 
-/** A namespace daemon lingers when idle (containerd's environment may set how long: tests do); a pod's does not. */
-function daemonEnv(byNamespace: boolean): string[] {
-  const env = currentEnv(true).filter((kv) => !kv.startsWith(`${LINGER_ENV}=`));
+/** A namespace daemon lingers when idle; containerd's environment may set how long (tests do). Never 0 or less: without a linger the daemon would exit without the lock. */
+function namespaceLinger(): number {
   const wanted = Number(process.env[LINGER_ENV]);
-  // Never 0 or less: without a linger the daemon would exit without the lock.
-  if (byNamespace) env.push(`${LINGER_ENV}=${wanted > 0 ? wanted : NAMESPACE_LINGER_MS}`);
-  return env;
+  return wanted > 0 ? wanted : NAMESPACE_LINGER_MS;
 }

@@ -5,6 +5,7 @@ import { toTimestamp, type Publisher } from '../framework/publisher';
 import type { Reaper } from '../framework/reaper';
 import type { ServeContext } from '../framework/shim';
 import { bindService, type CallContext, type TtrpcServer } from '../framework/ttrpc';
+import { writeDeleteResponse } from './bundle';
 import { Container, type CreateRequest, type ExecRequest } from './container';
 import { ExecProcess } from './process/exec';
 import { checkpointContainer, decodeCheckpointOptions } from './checkpoint';
@@ -152,11 +153,23 @@ export class TaskService {
       const exit = await c.deleteExec(p);
       return { pid: p.pid, exit_status: exit.status, exited_at: toTimestamp(exit.exitedAt) };
     }
-    const exit = await c.delete();
+    const { exit, cleanedUp } = await c.delete();
     this.containers.delete(c.id);
     const at = toTimestamp(exit.exitedAt);
+    const response = { pid: c.init.pid, exit_status: exit.status, exited_at: at };
+    if (cleanedUp) this.leaveDeleteResponse(c.bundle, response);
     this.publish('/tasks/delete', 'TaskDelete', { container_id: c.id, pid: c.init.pid, exit_status: exit.status, exited_at: at, id: c.id });
-    return { pid: c.init.pid, exit_status: exit.status, exited_at: at };
+    return response;
+  }
+
+  /** For containerd's `delete` after the disconnect: bin/ prints it instead of starting node. */
+  private leaveDeleteResponse(bundle: string, response: object): void {
+    const t = messageType('containerd.task.v2.DeleteResponse');
+    try {
+      writeDeleteResponse(bundle, t.encode(t.fromObject(response)).finish());
+    } catch (err) {
+      this.log.warn({ err, bundle }, 'cannot leave the delete response: containerd\'s delete will do the full cleanup');
+    }
   }
 
   private async pids(r: Req) {

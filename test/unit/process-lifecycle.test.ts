@@ -609,7 +609,7 @@ t.test('I3: exactly one TaskExit per process, and every Wait resolves with the e
   t.same(await settled(Promise.all(waits), 'Wait'), [21, 12, 12, 12, 21]);
   t.same(exitsOf(w.timeline), ['exit e1 200 12', `exit ${CID} ${INIT_PID} 21`]);
   t.same((await settled(w.c.deleteExec(p))).status, 12, 'Delete reports the same status');
-  t.same((await settled(w.c.delete())).status, 21);
+  t.same((await settled(w.c.delete())).exit.status, 21);
   t.same(exitsOf(w.timeline), ['exit e1 200 12', `exit ${CID} ${INIT_PID} 21`], 'delete publishes no second TaskExit');
 });
 
@@ -619,7 +619,7 @@ t.test('a container deleted before start: no TaskStart, one TaskExit (as the Go 
   await flush();
   t.same(w.runc.calls, [`delete ${CID} --force`], 'runc delete --force kills the created init');
   w.reaper.exit(INIT_PID, 137);
-  t.equal((await settled(del, 'Delete')).status, 137, 'the real status, collected from the reaper');
+  t.equal((await settled(del, 'Delete')).exit.status, 137, 'the real status, collected from the reaper');
   await flush();
   t.same(w.timeline, [`exit ${CID} ${INIT_PID} 137`, `wait ${CID} 137`], 'an init that never started still reports its exit, once, before Wait');
   t.equal(w.init.state.kind, 'deleted');
