@@ -42,7 +42,7 @@ install: build
 	mkdir -p $(LIBDIR)/addon/build/Release
 	cp addon/build/Release/runcts_native.node $(LIBDIR)/addon/build/Release/
 	cd $(LIBDIR) && npm ci --omit=dev --no-audit --no-fund --ignore-scripts
-	sed -i 's|^node=node$$|node=$(NODE)|' $(LIBDIR)/bin/containerd-shim-runcts-v2
+	sed -i -e 's|^node=node$$|node=$(NODE)|' -e 's|^dist=$$|dist=$(LIBDIR)/dist|' $(LIBDIR)/bin/containerd-shim-runcts-v2
 	cd $(LIBDIR)/dist && $(NODE) --snapshot-blob runcts.blob --build-snapshot runcts.js 2>/dev/null
 	ln -sf $(LIBDIR)/bin/containerd-shim-runcts-v2 $(PREFIX)/bin/containerd-shim-runcts-v2
 

@@ -36,6 +36,9 @@ export class FrozenShim {
       fs.mkdirSync(path.join(dir, path.dirname(ADDON)), { recursive: true });
       fs.copyFileSync(path.join(root, ADDON), path.join(dir, ADDON));
       fs.symlinkSync(path.join(root, 'node_modules'), path.join(dir, 'node_modules'));
+      // As `make install` does: the launcher knows where it lives (no readlink at every call).
+      const bin = frozen.binary;
+      fs.writeFileSync(bin, fs.readFileSync(bin, 'utf8').replace(/^dist=$/m, `dist=${path.join(dir, 'dist')}`));
       await frozen.rebuildSnapshot();
       await runOk(frozen.binary, ['-v'], { timeoutMs: 30_000 });
     } catch (e) {

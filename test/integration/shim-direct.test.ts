@@ -120,9 +120,9 @@ const fakeContainerdAddress = () => path.join(tmpRoot, 'containerd.sock');
 /** Every address a start printed: none may outlive the tests. */
 const addresses = new Set<string>();
 
-async function startShim(bundle: string, id: string, eventsSocket: string, stdin?: Buffer) {
+async function startShim(bundle: string, id: string, eventsSocket: string, stdin?: Buffer, env: Record<string, string> = {}) {
   const r = await run(SHIM, ['-namespace', NS, '-address', fakeContainerdAddress(), '-publish-binary', '/bin/true', '-id', id, 'start'], {
-    cwd: bundle, env: { ...process.env, TTRPC_ADDRESS: eventsSocket }, input: stdin ?? Buffer.alloc(0), timeoutMs: 20_000,
+    cwd: bundle, env: { ...process.env, TTRPC_ADDRESS: eventsSocket, ...env }, input: stdin ?? Buffer.alloc(0), timeoutMs: 20_000,
   });
   if (r.stdout) addresses.add(r.stdout);
   return r;
@@ -146,6 +146,12 @@ async function expectCode(t: Test, p: Promise<unknown>, code: Code, what: string
     t.ok(err instanceof TtrpcError, `${what}: a ttrpc status`);
     t.equal((err as TtrpcError).code, code, `${what}: ${Code[code]} (${(err as Error).message})`);
   }
+}
+
+/** A field of /proc/<pid>/status. */
+function procStatus(pid: number, field: string): string | undefined {
+  const line = fs.readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').find((l) => l.startsWith(`${field}:`));
+  return line?.slice(field.length + 1).trim();
 }
 
 function alive(pid: number): boolean {
@@ -179,7 +185,7 @@ function bindRootfs() { return [{ type: 'bind', source: rootfs, target: '', opti
 /** A runtime binary of our own that records each invocation and hands over to runc: proves BinaryName is what runs. */
 function wrapperRuntime(): string {
   const file = path.join(tmpRoot, 'runc-recording');
-  fs.writeFileSync(file, `#!/bin/sh\necho "$*" >> ${tmpRoot}/runc-recording.calls\nexec runc "$@"\n`, { mode: 0o755 });
+  fs.writeFileSync(file, `#!/bin/sh\necho "$* ca=\${NODE_EXTRA_CA_CERTS-unset} status=\${RUNCTS_START_STATUS_FD-unset}" >> ${tmpRoot}/runc-recording.calls\nexec runc "$@"\n`, { mode: 0o755 });
   return file;
 }
 
@@ -194,12 +200,22 @@ for (const binary of ['runc', 'wrapper']) {
     const binaryName = binary === 'wrapper' ? wrapperRuntime() : binary;
     const optsAny = { type_url: 'containerd.runc.v1.Options', value: runcOptions({ binary_name: binaryName, root: runcRoot }) };
 
-    const started = await startShim(bundle, id, events.socket, Buffer.from(messageType('google.protobuf.Any').encode({ type_url: optsAny.type_url, value: optsAny.value }).finish()));
+    // A CA bundle that does not exist: node would warn on stderr if it read it (bin/ hides it from node).
+    const caCerts = path.join(tmpRoot, 'no-such-ca.pem');
+    const started = await startShim(bundle, id, events.socket, Buffer.from(messageType('google.protobuf.Any').encode({ type_url: optsAny.type_url, value: optsAny.value }).finish()),
+      { NODE_EXTRA_CA_CERTS: caCerts });
     t.equal(started.code, 0, `start exits 0 (${started.stderr})`);
+    t.equal(started.stderr, '', 'start writes nothing to stderr (node never read NODE_EXTRA_CA_CERTS)');
     t.match(started.stdout, /^unix:\/\/\/run\/containerd\/s\/[0-9a-f]{64}$/, 'start prints only the address');
     t.equal(fs.readFileSync(path.join(bundle, 'address'), 'utf8'), started.stdout, 'address file written');
     const shim = await connect(started.stdout);
     t.teardown(() => shim.client.close());
+    // The launcher's start stays on as the daemon (docs/shim-contract.md): one node, shown as the shim.
+    const argv = fs.readFileSync(`/proc/${shim.pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
+    t.equal(argv[0], 'containerd-shim-runcts-v2', 'the daemon\'s argv[0] names the shim');
+    t.notOk(argv.includes('start'), 'the daemon carries no action word');
+    t.equal(procStatus(shim.pid, 'NSsid'), String(shim.pid), 'the daemon leads a session of its own');
+    for (const fd of [0, 1, 2]) t.equal(fs.readlinkSync(`/proc/${shim.pid}/fd/${fd}`), '/dev/null', `daemon fd ${fd} is /dev/null`);
 
     const created = await shim.call('Create', createReq(id, bundle, { rootfs: bindRootfs(), options: optsAny }));
     t.ok(created.pid > 0, 'Create returns the init pid');
@@ -230,6 +246,12 @@ for (const binary of ['runc', 'wrapper']) {
     t.notOk(fs.existsSync(path.join(runcRoot, NS, id)), 'runtime state removed');
     t.notOk(fs.readFileSync('/proc/self/mountinfo', 'utf8').includes(path.join(bundle, 'rootfs')), 'rootfs unmounted');
     await expectCode(t, shim.call('State', { id, exec_id: '' }), Code.NotFound, 'State after Delete');
+    // What containerd's `delete` after the disconnect prints, without a node start-up.
+    const left = fs.readFileSync(path.join(bundle, 'delete-response.pb'));
+    const DeleteResponse = messageType('containerd.task.v2.DeleteResponse');
+    const leftResponse = DeleteResponse.toObject(DeleteResponse.decode(left), { longs: Number }) as { pid: number; exit_status: number; exited_at: { seconds: number } };
+    t.same([leftResponse.pid, leftResponse.exit_status], [created.pid, 3], 'the daemon left the DeleteResponse: real pid and status');
+    t.equal(leftResponse.exited_at.seconds, Number(w.exited_at.seconds), 'and the real exit time');
 
     t.ok(await events.waitFor(() => events.for(id).length >= 4), 'four events arrived');
     const evs = events.for(id);
@@ -246,6 +268,7 @@ for (const binary of ['runc', 'wrapper']) {
       const calls = fs.readFileSync(path.join(tmpRoot, 'runc-recording.calls'), 'utf8').split('\n').filter(Boolean);
       t.same(calls.map((c) => c.split(' ').find((w) => ['create', 'start', 'delete'].includes(w))), ['create', 'start', 'delete'], 'the shim ran BinaryName for create, start, delete');
       t.ok(calls.every((c) => c.includes(`--root ${path.join(runcRoot, NS)}`)), 'with --root <Root>/<namespace>');
+      t.ok(calls.every((c) => c.endsWith(`ca=${caCerts} status=unset`)), 'runc gets NODE_EXTRA_CA_CERTS as containerd gave it, and not the launcher\'s status fd');
     }
 
     await shim.call('Shutdown', { id, now: false });
@@ -597,6 +620,54 @@ t.test('delete after the shim was killed cleans up and prints a DeleteResponse',
   t.ok(await waitGone(created.pid), 'container process gone');
   t.notOk(fs.readFileSync('/proc/self/mountinfo', 'utf8').includes(path.join(bundle, 'rootfs')), 'rootfs unmounted');
   t.notOk(fs.existsSync(started.stdout.replace('unix://', '')), 'dead shim\'s socket removed');
+});
+
+t.test('the launcher: start status through fd 3, delete\'s fast path without node', async (t) => {
+  // A `node` of our own first in PATH stands in for the shim: what the launcher does with it.
+  const fakeBin = path.join(tmpRoot, 'fake-node-bin');
+  fs.mkdirSync(fakeBin, { recursive: true });
+  const fakeNode = path.join(fakeBin, 'node');
+  const marker = path.join(tmpRoot, 'fake-node-ran');
+  const env = (script: string) => {
+    fs.writeFileSync(fakeNode, `#!/bin/sh\necho "$@" >> ${marker}\n${script}\n`, { mode: 0o755 });
+    // No snapshot for a node that did not build it: the launcher takes the modules.
+    return { ...process.env, PATH: `${fakeBin}:${process.env.PATH}`, NODE_OPTIONS: '' };
+  };
+  const args = ['-namespace', NS, '-address', fakeContainerdAddress(), '-publish-binary', '/bin/true', '-id', 'launcher'];
+
+  fs.rmSync(marker, { force: true });
+  let r = await run(SHIM, [...args, 'start'], { env: env('printf unix:///x; printf 0 >&3; exec 3>&-; exec sleep 2 >/dev/null 2>&1 </dev/null'), timeoutMs: 10_000 });
+  t.equal(r.code, 0, 'status 0 from fd 3: start exits 0 while its node goes on');
+  t.equal(r.stdout, 'unix:///x', 'node\'s stdout is start\'s');
+  t.notMatch(fs.readFileSync(marker, 'utf8'), /\bstart\b/, 'node does not get the action word');
+
+  r = await run(SHIM, [...args, 'start'], { env: env('echo refused >&2; printf 5 >&3; exit 5'), timeoutMs: 10_000 });
+  t.equal(r.code, 5, 'the status node wrote is start\'s exit status');
+  t.match(r.stderr, /refused/, 'and its stderr reaches containerd');
+
+  r = await run(SHIM, [...args, 'start'], { env: env('kill -9 $$'), timeoutMs: 10_000 });
+  t.equal(r.code, 1, 'a node killed before it wrote a status: start fails');
+
+  r = await run(SHIM, [...args, 'start'], { env: env('cat > ' + path.join(tmpRoot, 'fake-node-stdin') + '; printf 0 >&3'), input: Buffer.from('runtime-options'), timeoutMs: 10_000 });
+  t.equal(r.code, 0);
+  t.equal(fs.readFileSync(path.join(tmpRoot, 'fake-node-stdin'), 'utf8'), 'runtime-options', 'node reads containerd\'s stdin, not /dev/null');
+
+  const bundle = fs.mkdtempSync(path.join(tmpRoot, 'launcher-bundle-'));
+  const response = Buffer.from([0x08, 0x2a, 0x10, 0x03]); // DeleteResponse{pid: 42, exit_status: 3}
+  fs.writeFileSync(path.join(bundle, 'delete-response.pb'), response);
+  fs.rmSync(marker, { force: true });
+  r = await run(SHIM, [...args, '-bundle', bundle, 'delete'], { env: env('exit 9'), timeoutMs: 10_000 });
+  t.equal(r.code, 0, 'delete with a response left: exits 0');
+  t.same(r.stdout, response.toString(), 'prints the response the daemon left, byte for byte');
+  t.notOk(fs.existsSync(marker), 'without starting node');
+  r = await run(SHIM, [...args, `-bundle=${bundle}`, 'delete'], { env: env('exit 9'), cwd: tmpRoot, timeoutMs: 10_000 });
+  t.same(r.stdout, response.toString(), '-bundle=B is read too');
+  r = await run(SHIM, [...args, 'delete'], { env: env('exit 9'), cwd: bundle, timeoutMs: 10_000 });
+  t.same(r.stdout, response.toString(), 'and, without -bundle, the working directory');
+  fs.rmSync(path.join(bundle, 'delete-response.pb'));
+  r = await run(SHIM, [...args, '-bundle', bundle, 'delete'], { env: env('exit 9'), timeoutMs: 10_000 });
+  t.equal(r.code, 9, 'without it, delete is node\'s');
+  t.match(fs.readFileSync(marker, 'utf8'), /-bundle .* delete/, 'with the action word');
 });
 
 t.test('-v prints the version and flags are checked', async (t) => {

@@ -42,14 +42,16 @@ const SHIM_BINARY = 'containerd-shim-runcts-v2';
 /**
  * Live runcts daemons of cd, optionally of one namespace: not the short-lived `start` / `delete`
  * invocations, and not a child a shim is spawning (posix_spawn's child shows its parent's argv
- * until it execs runc or the daemon).
+ * until it execs runc or the daemon). A daemon leads a session of its own; the node process of a
+ * `start` shows the daemon's argv (bin/ leaves the action out) but is in containerd's session
+ * until it becomes the daemon, if it does.
  */
 function daemons(cd: Containerd, ns?: string): ProcInfo[] {
   const shims = cd.shims();
   const shimPids = new Set(shims.map(p => p.pid));
   return shims.filter(p => {
     const last = p.argv[p.argv.length - 1];
-    if (last === 'start' || last === 'delete' || shimPids.has(p.ppid)) return false;
+    if (last === 'start' || last === 'delete' || shimPids.has(p.ppid) || p.sid !== p.pid) return false;
     return ns === undefined || argAfter(p.argv, '-namespace') === ns;
   });
 }

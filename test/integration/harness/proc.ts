@@ -115,6 +115,8 @@ export interface ProcInfo {
   state: string;
   /** argv; empty for zombies and kernel threads. */
   argv: string[];
+  /** Session id (a daemon that called setsid leads its own: sid === pid). */
+  sid: number;
 }
 
 /** Read one process from /proc; undefined when it is gone. */
@@ -125,7 +127,7 @@ export function readProcess(pid: number): ProcInfo | undefined {
     const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     const cmdline = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8');
     const argv = cmdline.length ? cmdline.replace(/\0$/, '').split('\0') : [];
-    return { pid, state: rest[0]!, ppid: Number(rest[1]), argv };
+    return { pid, state: rest[0]!, ppid: Number(rest[1]), sid: Number(rest[3]), argv };
   } catch {
     return undefined;
   }
