@@ -4,7 +4,8 @@
 // start only deserialises the heap instead of loading and compiling ~100 modules.
 import * as v8 from 'node:v8';
 import * as protobuf from 'protobufjs';
-import { protoRoot } from './framework/proto';
+import { messageType, protoRoot } from './framework/proto';
+import { ttrpcTypes } from './framework/ttrpc/messages';
 import { runShim } from './framework/shim';
 import { RuncManager } from './runc/manager';
 // Loaded lazily by the actions when running unbundled; here eagerly, into the snapshot.
@@ -14,16 +15,21 @@ import './framework/reaper';
 import './framework/ttrpc';
 import './runc/service';
 
-warmProto(protoRoot());
+warmProto(protoRoot(), (t) => messageType(t.fullName.slice(1)));
+warmProto(ttrpcTypes().request.root);
 
 /**
  * protobufjs generates each message type's encoder, decoder and converters at its first use;
- * done here they are part of the snapshot instead of the first requests of every shim.
+ * done here they are part of the snapshot instead of the first requests of every shim (and so
+ * are the cached lookups by name).
  */
-function warmProto(ns: protobuf.NamespaceBase): void {
+function warmProto(ns: protobuf.NamespaceBase, each?: (t: protobuf.Type) => void): void {
   for (const child of ns.nestedArray) {
-    if (child instanceof protobuf.Type) child.setup();
-    if (child instanceof protobuf.Namespace || child instanceof protobuf.Type) warmProto(child);
+    if (child instanceof protobuf.Type) {
+      child.setup();
+      each?.(child);
+    }
+    if (child instanceof protobuf.Namespace || child instanceof protobuf.Type) warmProto(child, each);
   }
 }
 

@@ -67,8 +67,16 @@ if (typeof module !== 'undefined' && require.main === module && process.argv[2] 
   fs.writeFileSync(DESCRIPTOR_FILE, JSON.stringify(parseProtoFiles().toJSON()));
 }
 
+const typeCache = new Map<string, protobuf.Type>();
+
+/** A message type by full name (looked up once: a lookup walks the whole namespace tree). */
 export function messageType(name: string): protobuf.Type {
-  return protoRoot().lookupType(name);
+  let t = typeCache.get(name);
+  if (!t) {
+    t = protoRoot().lookupType(name);
+    typeCache.set(name, t);
+  }
+  return t;
 }
 
 export function serviceDef(name: string): protobuf.Service {

@@ -18,16 +18,16 @@ export function socketPath(address: string): string {
 }
 
 /**
- * Write a file so that readers see either nothing or all of it (DESIGN lesson 2); `durable`: also
- * on disk before it appears (what must survive a machine crash).
+ * Write a file so that readers see either nothing or all of it (DESIGN lesson 2): a temporary
+ * name, then rename. No fsync: what we write lives in containerd's state directory (/run), which
+ * does not outlive the machine, and readers on a live system see the rename whole.
  */
-export function writeFileAtomic(file: string, data: string | Uint8Array, mode = 0o644, durable = true): void {
+export function writeFileAtomic(file: string, data: string | Uint8Array, mode = 0o644): void {
   const tmp = `${file}.${process.pid}.tmp`;
   try {
     const fd = fs.openSync(tmp, 'w', mode);
     try {
       fs.writeSync(fd, typeof data === 'string' ? Buffer.from(data) : data);
-      if (durable) fs.fsyncSync(fd);
     } finally {
       fs.closeSync(fd);
     }

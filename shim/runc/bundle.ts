@@ -33,7 +33,7 @@ export function writeBundleState(bundle: string, options: RuncOptions): void {
 
 /** The container is gone (runc state, rootfs): `delete` only has to print this DeleteResponse. */
 export function writeDeleteResponse(bundle: string, response: Uint8Array): void {
-  writeFileAtomic(path.join(bundle, DELETE_RESPONSE_FILE), response, 0o600, false);
+  writeFileAtomic(path.join(bundle, DELETE_RESPONSE_FILE), response, 0o600);
 }
 
 export function readBundleState(bundle: string): { options: RuncOptions } {
