@@ -8,6 +8,7 @@ import { messageType, protoRoot } from './framework/proto';
 import { ttrpcTypes } from './framework/ttrpc/messages';
 import { runShim } from './framework/shim';
 import { RuncManager } from './runc/manager';
+import { warmUp } from './snapshot-warmup';
 // Loaded lazily by the actions when running unbundled; here eagerly, into the snapshot.
 import './framework/logger';
 import './framework/publisher';
@@ -43,5 +44,13 @@ function main(): void {
   );
 }
 
-if (v8.startupSnapshot?.isBuildingSnapshot()) v8.startupSnapshot.setDeserializeMainFunction(main);
-else main();
+if (v8.startupSnapshot?.isBuildingSnapshot()) {
+  v8.startupSnapshot.setDeserializeMainFunction(main);
+  // The snapshot is taken once the event loop is empty, after the warm-up.
+  warmUp().catch((err: unknown) => {
+    process.stderr.write(`snapshot warm-up failed: ${err instanceof Error ? err.stack : String(err)}\n`);
+    process.exit(1);
+  });
+} else {
+  main();
+}

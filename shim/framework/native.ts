@@ -4,6 +4,7 @@
 // `code` ('ENOENT'), `errno` (negative, as Node reports it: -2), `syscall` ('posix_spawn') and,
 // where one applies, `path`. Bad argument types throw a TypeError.
 import * as path from 'node:path';
+import * as v8 from 'node:v8';
 import { installRoot } from './install-root';
 
 export interface SpawnOptions {
@@ -95,16 +96,22 @@ export interface Native {
 /** bin/ moves NODE_EXTRA_CA_CERTS here so that node does not load it at every shim start. */
 const SAVED_CA_CERTS = 'RUNCTS_NODE_EXTRA_CA_CERTS';
 
+let childEnv: string[] | undefined;
+
 /**
  * The shim's own environment in SpawnOptions.env form: as containerd gave it to bin/, or, for
- * another shim process (`forShim`), as bin/ left it.
+ * another shim process (`forShim`), as bin/ left it. The children's copy is built once (every
+ * runc call needs it; nothing changes the shim's environment once it runs).
  */
 export function currentEnv(forShim = false): string[] {
+  if (!forShim && childEnv) return childEnv;
   const env: string[] = [];
   for (const [k, v] of Object.entries(process.env)) {
     if (k === SAVED_CA_CERTS && !forShim) env.push(`NODE_EXTRA_CA_CERTS=${v ?? ''}`);
     else env.push(`${k}=${v ?? ''}`);
   }
+  // Never inside the startup snapshot: the build's environment is not the shim's.
+  if (!forShim && !v8.startupSnapshot?.isBuildingSnapshot()) childEnv = env;
   return env;
 }
 

@@ -150,7 +150,6 @@ export class Container {
       throw invalidArgument(`bundle ${r.bundle} has no config.json`);
     }
     const opts = decodeOptions(r.options);
-    writeBundleState(r.bundle, opts);
     const runc = new Runc({
       binary: opts.binary_name || 'runc',
       root: Runc.rootFor(opts.root, deps.namespace),
@@ -177,21 +176,31 @@ export class Container {
       const pidFile = path.join(r.bundle, 'init.pid');
       // Exits collected from here on may be the init's (it is reparented to us when runc create exits).
       const exitsFrom = deps.reaper.mark();
+      const created = runc.create(r.id, {
+        bundle: r.bundle, pidFile, stdio: io.childFds, consoleSocket: io.consoleSocket,
+        noPivot: opts.no_pivot_root, noNewKeyring: opts.no_new_keyring,
+      });
+      // While runc works (the create is settled below either way, before any cleanup).
+      let bundleState: unknown;
       try {
-        await runc.create(r.id, {
-          bundle: r.bundle, pidFile, stdio: io.childFds, consoleSocket: io.consoleSocket,
-          noPivot: opts.no_pivot_root, noNewKeyring: opts.no_new_keyring,
-        });
+        writeBundleState(r.bundle, opts);
+      } catch (err) {
+        bundleState = err;
+      }
+      const killAllOnExit = !hasOwnPidNamespace(r.bundle);
+      try {
+        await created;
       } catch (err) {
         throw runtimeError(err, 'OCI runtime create failed');
       }
+      if (bundleState) throw bundleState;
       await io.afterLaunch();
       // Read the pid only after runc create returned: the pid file is written by rename (complete), but its
       // exit may already have been reaped; InitProcess claims it from the reaper either way.
       const pid = readPidFile(pidFile);
       const c = new Container(r.id, r.bundle, rootfs, runc, deps);
       c.initProcess = new InitProcess(
-        r.id, pid, r.bundle, stdio, io, runc, !hasOwnPidNamespace(r.bundle), c.sink, deps.log, deps.reaper.wait(pid, exitsFrom),
+        r.id, pid, r.bundle, stdio, io, runc, killAllOnExit, c.sink, deps.log, deps.reaper.wait(pid, exitsFrom),
       );
       c.loadCgroup();
       return c;
