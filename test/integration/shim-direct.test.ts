@@ -698,8 +698,12 @@ t.test('-v prints the version and flags are checked', async (t) => {
   t.not(bad.code, 0, 'unknown flag refused');
   t.match(bad.stderr, /flag provided but not defined: -bogus/);
   const nons = await run(SHIM, ['-id', 'x', 'start']);
-  t.not(nons.code, 0);
+  t.equal(nons.code, 1, 'start without a namespace: exit 1');
   t.match(nons.stderr, /namespace/);
+  // Through the launcher's status pipe: node's own status, not the launcher's fallback (1).
+  const badStart = await run(SHIM, ['-bogus', 'start']);
+  t.equal(badStart.code, 2, 'start with an unknown flag: node\'s exit status 2 reaches containerd');
+  t.match(badStart.stderr, /flag provided but not defined: -bogus/);
   void os.tmpdir();
 });
 
