@@ -9,7 +9,6 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import pino from 'pino';
 import { openFifoLogger } from './framework/logger';
 import { messageType, serviceDef } from './framework/proto';
 import { RemotePublisher, toTimestamp } from './framework/publisher';
@@ -29,7 +28,7 @@ export async function warmUp(): Promise<void> {
 
 async function roundTrip(dir: string): Promise<void> {
   fs.writeFileSync(path.join(dir, 'log'), '');
-  const log = openFifoLogger(path.join(dir, 'log'), true, { namespace: NAMESPACE, id: ID });
+  const { log, sink } = openFifoLogger(path.join(dir, 'log'), true, { namespace: NAMESPACE, id: ID });
 
   // containerd's side of events.
   const events = new TtrpcServer({ logger: log });
@@ -96,7 +95,7 @@ async function roundTrip(dir: string): Promise<void> {
   await publisher.close(5000);
   eventsListener.close();
   await events.shutdown();
-  (log as unknown as Record<symbol, { destroy(): void }>)[pino.symbols.streamSym].destroy();
+  sink.close();
 }
 
 function listen(server: TtrpcServer, sock: string): Promise<net.Server> {

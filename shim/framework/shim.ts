@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { FlagError, parseFlags, type ShimFlags } from './flags';
-import type { Logger } from './logger';
+import type { FifoLogSink, Logger } from './logger';
 import type { Publisher } from './publisher';
 import type { Reaper } from './reaper';
 import { IdleExit } from './idle-exit';
@@ -37,6 +37,8 @@ export interface ServeContext {
   flags: ShimFlags;
   bundle: string;
   log: Logger;
+  /** Where `log` writes: add each container's `log` fifo at Create and remove it at Delete. */
+  logs: Pick<FifoLogSink, 'add' | 'remove'>;
   server: TtrpcServer;
   publisher: Publisher;
   reaper: Reaper;
@@ -149,7 +151,7 @@ async function serve(manager: Manager, flags: ShimFlags, bundle: string, bound?:
   const [{ openFifoLogger }, { Reaper }, { native }, { RemotePublisher }, { TtrpcServer }] = await Promise.all([
     import('./logger'), import('./reaper'), import('./native'), import('./publisher'), import('./ttrpc'),
   ]);
-  const log = openFifoLogger(path.join(bundle, 'log'), flags.debug, { namespace: flags.namespace, id: flags.id });
+  const { log, sink: logs } = openFifoLogger(path.join(bundle, 'log'), flags.debug, { namespace: flags.namespace, id: flags.id });
   process.on('uncaughtException', (err) => {
     log.fatal({ err }, 'uncaught exception');
     process.exit(1);
@@ -174,7 +176,7 @@ async function serve(manager: Manager, flags: ShimFlags, bundle: string, bound?:
     if (idleExit && isIdle) idleExit.arm(isIdle);
     else requestShutdown();
   };
-  await manager.serve({ flags, bundle, log, server, publisher, reaper, shutdown });
+  await manager.serve({ flags, bundle, log, logs, server, publisher, reaper, shutdown });
 
   if (!bound) {
     await new Promise<void>((resolve, reject) => {

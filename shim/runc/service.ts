@@ -1,4 +1,5 @@
 // containerd.task.v2.Task for runc containers: request validation, container registry, events.
+import * as path from 'node:path';
 import type { Logger } from '../framework/logger';
 import { messageType, serviceDef } from '../framework/proto';
 import { toTimestamp, type Publisher } from '../framework/publisher';
@@ -22,14 +23,16 @@ export class TaskService {
   private readonly creating = new Set<string>();
   private readonly namespace: string;
   private readonly log: Logger;
+  private readonly logs: ServeContext['logs'];
   private readonly publisher: Publisher;
   private readonly reaper: Reaper;
   private readonly debug: boolean;
   private readonly requestShutdown: (isIdle?: () => boolean) => void;
 
-  constructor(ctx: Pick<ServeContext, 'flags' | 'log' | 'publisher' | 'reaper' | 'shutdown'>) {
+  constructor(ctx: Pick<ServeContext, 'flags' | 'log' | 'logs' | 'publisher' | 'reaper' | 'shutdown'>) {
     this.namespace = ctx.flags.namespace;
     this.log = ctx.log;
+    this.logs = ctx.logs;
     this.publisher = ctx.publisher;
     this.reaper = ctx.reaper;
     this.debug = ctx.flags.debug;
@@ -86,6 +89,7 @@ export class TaskService {
       this.creating.delete(req.id);
     }
     this.containers.set(req.id, c);
+    this.logs.add(path.join(req.bundle, 'log'));
     this.publish('/tasks/create', 'TaskCreate', {
       container_id: req.id,
       bundle: req.bundle,
@@ -155,6 +159,7 @@ export class TaskService {
     }
     const { exit, cleanedUp } = await c.delete();
     this.containers.delete(c.id);
+    this.logs.remove(path.join(c.bundle, 'log'));
     const at = toTimestamp(exit.exitedAt);
     const response = { pid: c.init.pid, exit_status: exit.status, exited_at: at };
     if (cleanedUp) this.leaveDeleteResponse(c.bundle, response);

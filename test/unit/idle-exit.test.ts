@@ -82,9 +82,11 @@ interface Fixture {
   connect(): Promise<number>;
   /** Start a connection without waiting (the connect(2) itself happens synchronously). */
   connectNow(): net.Socket;
+  /** What `start` does: connect, close without a byte; resolves once the server saw the close. */
+  probe(): Promise<number>;
 }
 
-async function fixture(t: Test, lingerMs = LINGER_MS): Promise<Fixture> {
+async function fixture(t: Test, lingerMs = LINGER_MS, reservationMs?: number): Promise<Fixture> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'runcts-idle-'));
   const lockDir = path.join(dir, 's');
   fs.mkdirSync(lockDir);
@@ -94,7 +96,7 @@ async function fixture(t: Test, lingerMs = LINGER_MS): Promise<Fixture> {
   const accepted: net.Socket[] = [];
   const acceptedAt: number[] = [];
   const exits: number[] = [];
-  const idle = new IdleExit(server, lockDir, lingerMs, () => exits.push(performance.now()));
+  const idle = new IdleExit(server, lockDir, lingerMs, () => exits.push(performance.now()), reservationMs);
   // Registered after IdleExit's own listener: runs in the same emit, right after it.
   server.on('connection', (s) => {
     accepted.push(s);
@@ -124,7 +126,16 @@ async function fixture(t: Test, lingerMs = LINGER_MS): Promise<Fixture> {
       return acceptedAt[before]!;
     });
   };
-  return { lockDir, sock, server, idle, exits, connect, connectNow };
+  const probe = async (): Promise<number> => {
+    const before = accepted.length;
+    const c = connectNow();
+    if (!(await waitFor(() => accepted.length > before, 2000))) throw new Error('the server did not accept the probe');
+    const s = accepted[before]!;
+    const closed = new Promise<number>((res) => s.once('close', () => res(performance.now())));
+    c.destroy();
+    return closed;
+  };
+  return { lockDir, sock, server, idle, exits, connect, connectNow, probe };
 }
 
 /** Wrap native().tryLockExclusive for one test: `onGrant` runs right after the lock was granted. */
@@ -326,4 +337,55 @@ t.test('a connection after the lock was taken, before the settle ends: no exit, 
   t.ok(fromLock >= SETTLE_MS + LINGER_MS + SETTLE_MS - EARLY_MS, `re-armed for a full linger (${Math.round(fromLock)} ms after the first lock)`);
   await sleep(200);
   t.equal(f.exits.length, 1, 'once');
+});
+
+t.test('a probe reserves the daemon for the connection its start announced, however short the linger', async (t) => {
+  // The race the churn test of shim-grouping found: a start probes (the daemon is alive), hands the
+  // address to containerd and exits; a daemon with a 1 ms linger decided to exit before
+  // containerd connected. Without the reservation the exit comes a linger + settle after the probe.
+  const LINGER = 20;
+  const f = await fixture(t, LINGER, 1500);
+  f.idle.arm(() => true);
+  const probed = await f.probe();
+  await sleep(LINGER + SETTLE_MS + 400);
+  if (stillBefore(t, probed + 1500, 'reserved after the probe')) {
+    t.equal(f.exits.length, 0, 'no exit while the probe\'s connection may still come');
+  }
+  const c = f.connectNow(); // containerd's connection: it speaks
+  await new Promise<void>((res) => c.once('connect', () => res()));
+  c.write(Buffer.from([0]));
+  await sleep(50);
+  const spoke = performance.now();
+  t.ok(await waitFor(() => f.exits.length > 0, LINGER + SETTLE_MS + SLACK_MS), 'exit once the announced connection came (and the daemon is idle)');
+  t.ok(f.exits[0]! - probed < 1500, `before the reservation would have run out (${Math.round(f.exits[0]! - probed)} ms after the probe)`);
+  t.ok(f.exits[0]! >= spoke - 60, 'and only after that connection spoke');
+});
+
+t.test('a probe nobody follows: the reservation runs out, then the daemon exits', async (t) => {
+  const RESERVATION = 600;
+  const f = await fixture(t, 20, RESERVATION);
+  f.idle.arm(() => true);
+  const probed = await f.probe();
+  t.ok(await waitFor(() => f.exits.length > 0, RESERVATION + SETTLE_MS + SLACK_MS), 'exit in the end');
+  t.ok(f.exits[0]! - probed >= RESERVATION - EARLY_MS, `not before the reservation ran out (${Math.round(f.exits[0]! - probed)} ms >= ${RESERVATION})`);
+});
+
+t.test('a probe during the settle (queued before the lock) reserves the daemon too', async (t) => {
+  const LINGER = 20;
+  let probed = 0;
+  const f = await fixture(t, LINGER, 1500);
+  const probing: Promise<number>[] = [];
+  spyTryLock(t, () => {
+    if (probing.length === 0) probing.push(f.probe()); // the first decision only
+  });
+  f.idle.arm(() => true);
+  await waitFor(() => probing.length > 0, LINGER + SLACK_MS);
+  probed = await probing[0]!;
+  await sleep(SETTLE_MS + LINGER + 300);
+  if (stillBefore(t, probed + 1500, 'reserved after the probe')) {
+    t.equal(f.exits.length, 0, 'no exit: the probe came while the decision held the lock');
+  }
+  t.equal(lockHeldElsewhere(f.lockDir), false, 'the lock was released');
+  t.ok(await waitFor(() => f.exits.length > 0, 1500 + SETTLE_MS + SLACK_MS), 'exit once the reservation ran out');
+  t.ok(f.exits[0]! - probed >= 1500 - EARLY_MS, `not before (${Math.round(f.exits[0]! - probed)} ms after the probe)`);
 });
