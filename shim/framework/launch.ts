@@ -59,6 +59,33 @@ export function becomeDaemon(status: StartStatus): void {
   n.setsid();
 }
 
+/**
+ * Connections that arrive on a socket `start` bound in place before the daemon serves it
+ * (containerd dials as soon as it has read the address): held unread, then handed over. A net.Server
+ * with no 'connection' listener would drop them.
+ */
+export class EarlyConnections {
+  private readonly held: net.Socket[] = [];
+  private readonly hold = (socket: net.Socket): void => {
+    socket.pause();
+    this.held.push(socket);
+  };
+
+  constructor(private readonly listener: net.Server) {
+    listener.on('connection', this.hold);
+  }
+
+  /** `serve` attaches the daemon's own listeners; then the held connections go to them, in order. */
+  handOver(serve: () => void): void {
+    this.listener.removeListener('connection', this.hold);
+    serve();
+    for (const socket of this.held.splice(0)) {
+      this.listener.emit('connection', socket);
+      socket.resume();
+    }
+  }
+}
+
 /** Run the daemon as a process of its own, serving `listener` (its fd 3). */
 export function spawnDaemon(name: string, flags: ShimFlags, bundle: string, listener: net.Server, lingerMs: number): void {
   const env = currentEnv(true).filter((kv) => !kv.startsWith(`${LINGER_ENV}=`));

@@ -7,7 +7,7 @@ import type { FifoLogSink, Logger } from './logger';
 import type { Publisher } from './publisher';
 import type { Reaper } from './reaper';
 import { IdleExit } from './idle-exit';
-import { LINGER_ENV, StartStatus, becomeDaemon, spawnDaemon } from './launch';
+import { EarlyConnections, LINGER_ENV, StartStatus, becomeDaemon, spawnDaemon } from './launch';
 import { SOCKET_DIR, readAddress, removeSocket } from './socket';
 import type { TtrpcServer } from './ttrpc';
 // Everything else is loaded by the action that needs it: `start` runs for every container and
@@ -65,7 +65,7 @@ export interface Manager {
 }
 
 export async function runShim(manager: Manager, argv = process.argv.slice(2)): Promise<number> {
-  // bin/ runs `start` this way (src/framework/launch.ts); its action word is left out of argv
+  // bin/ runs `start` this way (shim/framework/launch.ts); its action word is left out of argv
   // so that `ps` shows the daemon it may become like any other.
   const startStatus = StartStatus.fromEnv();
   let flags: ShimFlags;
@@ -109,9 +109,10 @@ export async function runShim(manager: Manager, argv = process.argv.slice(2)): P
         listener.unref();
         return 0;
       }
+      const early = new EarlyConnections(listener);
       becomeDaemon(startStatus);
       flags.action = '';
-      return serve(manager, flags, bundle, { listener, lingerMs });
+      return serve(manager, flags, bundle, { listener, lingerMs, early });
     }
     case 'delete': {
       const [{ Reaper }, { native }, { silentLogger }, { messageType }, { toTimestamp }] = await Promise.all([
@@ -147,7 +148,9 @@ function readStdin(): Buffer {
  * The daemon. `bound`: the socket its own `start` bound (in place); otherwise fd 3 (spawned by a
  * `start`) or -socket, and the linger from the environment `start` gave it.
  */
-async function serve(manager: Manager, flags: ShimFlags, bundle: string, bound?: Started['daemon']): Promise<number> {
+async function serve(
+  manager: Manager, flags: ShimFlags, bundle: string, bound?: NonNullable<Started['daemon']> & { early: EarlyConnections },
+): Promise<number> {
   const [{ openFifoLogger }, { Reaper }, { native }, { RemotePublisher }, { TtrpcServer }] = await Promise.all([
     import('./logger'), import('./reaper'), import('./native'), import('./publisher'), import('./ttrpc'),
   ]);
@@ -171,21 +174,30 @@ async function serve(manager: Manager, flags: ShimFlags, bundle: string, bound?:
   const address = readAddress(bundle);
   const listener = bound?.listener ?? net.createServer();
   const lingerMs = bound ? bound.lingerMs : Number(process.env[LINGER_ENV] ?? 0);
-  const idleExit = lingerMs > 0 ? new IdleExit(listener, SOCKET_DIR, lingerMs, () => requestShutdown()) : undefined;
+  let idleExit: IdleExit | undefined;
+  const watchIdle = () => {
+    if (lingerMs > 0) idleExit = new IdleExit(listener, SOCKET_DIR, lingerMs, () => requestShutdown());
+  };
   const shutdown = (isIdle?: () => boolean) => {
     if (idleExit && isIdle) idleExit.arm(isIdle);
     else requestShutdown();
   };
   await manager.serve({ flags, bundle, log, logs, server, publisher, reaper, shutdown });
 
-  if (!bound) {
+  if (bound) {
+    bound.early.handOver(() => {
+      watchIdle();
+      server.serve(listener);
+    });
+  } else {
+    watchIdle();
     await new Promise<void>((resolve, reject) => {
       listener.once('error', reject);
       // fd 3 is the socket `start` bound and listened on before publishing its address.
       listener.listen(flags.socket ? { path: flags.socket } : { fd: 3 }, () => resolve());
     });
+    server.serve(listener);
   }
-  server.serve(listener);
   log.info({ bundle, lingerMs }, 'shim serving');
 
   await shutdownRequested;
