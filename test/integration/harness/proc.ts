@@ -27,6 +27,8 @@ export interface RunResult {
 }
 
 export const DEFAULT_TIMEOUT_MS = 60_000;
+/** After a timeout's kill, how long run() still waits for the pipes to close. */
+const GRACE_AFTER_KILL_MS = 1000;
 
 /** Run a command to completion (or timeout). Never rejects for a non-zero exit. */
 export function run(cmd: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
@@ -46,6 +48,13 @@ export function run(cmd: string, args: readonly string[], opts: RunOptions = {})
     const timer = setTimeout(() => {
       timedOut = true;
       child.kill('SIGKILL');
+      // A grandchild may keep the pipes open after the child is gone ('close' would never come):
+      // stop waiting for them shortly after the kill. A timed-out run has no exit code.
+      setTimeout(() => {
+        child.stdout?.destroy();
+        child.stderr?.destroy();
+        finish(null, 'SIGKILL', '\n(timed out; the pipes were still held open)');
+      }, GRACE_AFTER_KILL_MS);
     }, timeoutMs);
     child.stdout!.on('data', (b: Buffer) => out.push(b));
     child.stderr!.on('data', (b: Buffer) => err.push(b));
@@ -65,7 +74,7 @@ export function run(cmd: string, args: readonly string[], opts: RunOptions = {})
     };
     child.on('error', e => finish(null, null, `spawn error: ${e.message}`));
     // 'close' waits for stdio to end as well; a grandchild that keeps the pipes open would hold
-    // it, so the timeout kill also covers that case (the pipes of a killed child close).
+    // it: the timeout above covers that case.
     child.on('close', (code, signal) => finish(code, signal));
     if (opts.input !== undefined) {
       child.stdin!.on('error', () => undefined);
