@@ -51,14 +51,13 @@ export class FifoLogSink {
       try {
         offset += fs.writeSync(this.current.fd, data, offset);
       } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === 'EAGAIN' && offset > 0) {
-          // A line longer than PIPE_BUF may be half written: finish it while containerd reads.
-          giveUpAt ||= Date.now() + PARTIAL_LINE_WAIT_MS;
-          if (Date.now() <= giveUpAt) continue;
-        } else if ((err as NodeJS.ErrnoException).code !== 'EAGAIN' && offset === 0 && this.moveOn()) {
+        if ((err as NodeJS.ErrnoException).code === 'EAGAIN') {
+          // A whole line fits a pipe atomically or not at all: drop it rather than stall the shim.
+          // One longer than PIPE_BUF may be half written: finish it while containerd reads.
+          if (offset > 0 && Date.now() <= (giveUpAt ||= Date.now() + PARTIAL_LINE_WAIT_MS)) continue;
+        } else if (offset === 0 && this.moveOn()) {
           continue; // EPIPE: containerd stopped reading this one; the same line goes to the next
         }
-        // A whole line fits a pipe atomically or not at all: drop it rather than stall the shim.
         this.dropped++;
         return;
       }

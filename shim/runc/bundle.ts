@@ -23,7 +23,7 @@ export interface RuncOptions {
 const OPTIONS_FILE = 'options.json';
 const RUNTIME_FILE = 'runtime';
 /** bin/containerd-shim-runcts-v2 prints this file for `delete` when it exists. */
-export const DELETE_RESPONSE_FILE = 'delete-response.pb';
+const DELETE_RESPONSE_FILE = 'delete-response.pb';
 
 export function writeBundleState(bundle: string, options: RuncOptions): void {
   writeFileAtomic(path.join(bundle, OPTIONS_FILE), JSON.stringify(options), 0o600);

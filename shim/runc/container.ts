@@ -181,11 +181,11 @@ export class Container {
         noPivot: opts.no_pivot_root, noNewKeyring: opts.no_new_keyring,
       });
       // While runc works (the create is settled below either way, before any cleanup).
-      let bundleState: unknown;
+      let stateError: unknown;
       try {
         writeBundleState(r.bundle, opts);
       } catch (err) {
-        bundleState = err;
+        stateError = err;
       }
       const killAllOnExit = !hasOwnPidNamespace(r.bundle);
       try {
@@ -193,7 +193,7 @@ export class Container {
       } catch (err) {
         throw runtimeError(err, 'OCI runtime create failed');
       }
-      if (bundleState) throw bundleState;
+      if (stateError) throw stateError;
       await io.afterLaunch();
       // Read the pid only after runc create returned: the pid file is written by rename (complete), but its
       // exit may already have been reaped; InitProcess claims it from the reaper either way.
