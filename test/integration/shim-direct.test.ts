@@ -4,183 +4,27 @@
 // exact wire behaviour (status codes, event order, runtime options such as BinaryName).
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import t, { type Test } from 'tap';
-import { messageType, serviceDef } from '../../shim/framework/proto';
-import { Code, TtrpcClient, TtrpcError, TtrpcServer, bindService, typedCall } from '../../shim/framework/ttrpc';
-import { busyboxRootfs, repoRoot, run as runAny, withoutNodeOptions } from './harness';
+import { messageType } from '../../shim/framework/proto';
+import { Code, TtrpcError } from '../../shim/framework/ttrpc';
+import {
+  DIRECT_NS as NS, DirectShims, SHIM, STATUS, connectShim as connect, execSpec, expectStatus as expectCode,
+  procStatus, alive, waitGone, runcOptions, run as runAny, runShimBinary, repoRoot, type DirectShim,
+} from './harness';
 
-const NS = 'shimtest';
-const TASK = serviceDef('containerd.task.v2.Task');
-const EVENTS = serviceDef('containerd.services.events.ttrpc.v1.Events');
-const SHIM = path.join(repoRoot(), 'bin/containerd-shim-runcts-v2');
-
-/** run(), for the shim without tap's NODE_OPTIONS (see withoutNodeOptions) unless the test sets it. */
+/** run(), for the shim through runShimBinary (tap's NODE_OPTIONS kept: the compiled modules run). */
 function run(file: string, args: string[], opts: Parameters<typeof runAny>[2] = {}) {
-  const [f, a] = file === SHIM ? withoutNodeOptions(file, args, opts.env as Record<string, string> | undefined) : [file, args];
-  return runAny(f, a, opts);
-}
-const STATUS = { CREATED: 1, RUNNING: 2, STOPPED: 3 };
-
-interface ReceivedEvent { topic: string; namespace: string; type: string; event: Record<string, any> } // eslint-disable-line @typescript-eslint/no-explicit-any
-
-/** containerd's side of Events/Forward: records every event it is sent. */
-class FakeContainerdEvents {
-  readonly events: ReceivedEvent[] = [];
-  private server = new TtrpcServer();
-  private listener: net.Server | undefined;
-  constructor(readonly socket: string) {
-    bindService(this.server, EVENTS, {
-      Forward: async (req: { envelope: { topic: string; namespace: string; event: { type_url: string; value: Buffer } } }) => {
-        const e = req.envelope;
-        const type = messageType(e.event.type_url);
-        this.events.push({
-          topic: e.topic, namespace: e.namespace, type: e.event.type_url,
-          event: type.toObject(type.decode(e.event.value), { longs: Number, defaults: true }),
-        });
-        return {};
-      },
-    });
-  }
-  async listen(): Promise<void> {
-    this.listener = net.createServer();
-    await new Promise<void>((resolve) => this.listener!.listen(this.socket, resolve));
-    this.server.serve(this.listener);
-  }
-  close(): void {
-    this.server.close();
-    this.listener?.close();
-  }
-  for(id: string): ReceivedEvent[] {
-    return this.events.filter((e) => e.event.container_id === id);
-  }
-  async waitFor(pred: () => boolean, ms = 10_000): Promise<boolean> {
-    const end = Date.now() + ms;
-    while (Date.now() < end) {
-      if (pred()) return true;
-      await new Promise((r) => setTimeout(r, 20));
-    }
-    return pred();
-  }
+  return file === SHIM ? runShimBinary(args, opts) : runAny(file, args, opts);
 }
 
+let shims: DirectShims;
 let tmpRoot: string;
-let rootfs: string;
-
 t.before(async () => {
-  tmpRoot = fs.mkdtempSync('/tmp/rs-');
-  rootfs = await busyboxRootfs();
+  shims = await DirectShims.create(t);
+  tmpRoot = shims.root;
 });
-t.teardown(() => {
-  if (process.env.KEEP_TMP) return;
-  // Best effort: a failed test may leave a shim; kill what belongs to this run.
-  void run('pkill', ['-9', '-f', '--', `-address ${tmpRoot}/`]).then(() => fs.rmSync(tmpRoot, { recursive: true, force: true }));
-});
-
-let seq = 0;
-function bundleFor(id: string, args: string[], annotations: Record<string, string> = {}, opts: { hostPid?: boolean } = {}): string {
-  const bundle = path.join(tmpRoot, `b${++seq}`, id);
-  fs.mkdirSync(bundle, { recursive: true });
-  const spec = {
-    ociVersion: '1.0.2',
-    process: {
-      terminal: false, user: { uid: 0, gid: 0 }, args, cwd: '/',
-      env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'],
-      capabilities: {}, rlimits: [], noNewPrivileges: true,
-    },
-    root: { path: 'rootfs', readonly: false },
-    hostname: id,
-    mounts: [
-      { destination: '/proc', type: 'proc', source: 'proc' },
-      { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
-    ],
-    annotations,
-    linux: {
-      namespaces: [...(opts.hostPid ? [] : [{ type: 'pid' }]), { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }, { type: 'network' }],
-      maskedPaths: [], readonlyPaths: [],
-    },
-  };
-  fs.writeFileSync(path.join(bundle, 'config.json'), JSON.stringify(spec));
-  // containerd makes this a fifo it reads; a plain file keeps the shim's log for a failing test to show.
-  fs.writeFileSync(path.join(bundle, 'log'), '');
-  return bundle;
-}
-
-function runcOptions(o: { binary_name?: string; root?: string }): Buffer {
-  const opts = messageType('containerd.runc.v1.Options');
-  return Buffer.from(opts.encode(opts.fromObject(o)).finish());
-}
-
-interface Shim { address: string; client: TtrpcClient; pid: number; call(method: string, req: object): Promise<any> } // eslint-disable-line @typescript-eslint/no-explicit-any
-
-const fakeContainerdAddress = () => path.join(tmpRoot, 'containerd.sock');
-
-/** Every address a start printed: none may outlive the tests. */
-const addresses = new Set<string>();
-
-async function startShim(bundle: string, id: string, eventsSocket: string, stdin?: Buffer, env: Record<string, string> = {}) {
-  const r = await run(SHIM, ['-namespace', NS, '-address', fakeContainerdAddress(), '-publish-binary', '/bin/true', '-id', id, 'start'], {
-    cwd: bundle, env: { ...process.env, TTRPC_ADDRESS: eventsSocket, ...env }, input: stdin ?? Buffer.alloc(0), timeoutMs: 20_000,
-  });
-  if (r.stdout) addresses.add(r.stdout);
-  return r;
-}
-
-async function connect(address: string): Promise<Shim> {
-  const sock = address.replace(/^unix:\/\//, '');
-  const client = await TtrpcClient.connect(sock);
-  const call = (method: string, req: object) => typedCall(client, TASK, method, req, {
-    timeoutMs: 30_000, metadata: { 'containerd-namespace-ttrpc': NS },
-  });
-  const c = await call('Connect', { id: '' });
-  return { address, client, pid: c.shim_pid, call };
-}
-
-async function expectCode(t: Test, p: Promise<unknown>, code: Code, what: string) {
-  try {
-    await p;
-    t.fail(`${what}: expected ${Code[code]}, call succeeded`);
-  } catch (err) {
-    t.ok(err instanceof TtrpcError, `${what}: a ttrpc status`);
-    t.equal((err as TtrpcError).code, code, `${what}: ${Code[code]} (${(err as Error).message})`);
-  }
-}
-
-/** A field of /proc/<pid>/status. */
-function procStatus(pid: number, field: string): string | undefined {
-  const line = fs.readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').find((l) => l.startsWith(`${field}:`));
-  return line?.slice(field.length + 1).trim();
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-async function waitGone(pid: number, ms = 10_000): Promise<boolean> {
-  const end = Date.now() + ms;
-  while (Date.now() < end && alive(pid)) await new Promise((r) => setTimeout(r, 20));
-  return !alive(pid);
-}
-
-/** ExecProcessRequest.spec: the OCI process as JSON in an Any, as containerd sends it. */
-function execSpec(args: string[]) {
-  const proc = { terminal: false, user: { uid: 0, gid: 0 }, args, cwd: '/', env: ['PATH=/bin:/sbin:/usr/bin'] };
-  return { type_url: 'types.containerd.io/opencontainers/runtime-spec/1/Process', value: Buffer.from(JSON.stringify(proc)) };
-}
-
-function createReq(id: string, bundle: string, extra: object = {}) {
-  return { id, bundle, rootfs: bindRootfs(), stdin: '', stdout: path.join(bundle, 'out.log'), stderr: path.join(bundle, 'out.log'), terminal: false, ...extra };
-}
-
-/** The bundle's rootfs, bind mounted by the shim from the Create request's mounts (as snapshotters hand them). */
-function bindRootfs() { return [{ type: 'bind', source: rootfs, target: '', options: ['rbind', 'rw'] }]; }
 
 /** A runtime binary of our own that records each invocation and hands over to runc: proves BinaryName is what runs. */
 function wrapperRuntime(): string {
@@ -191,18 +35,18 @@ function wrapperRuntime(): string {
 
 for (const binary of ['runc', 'wrapper']) {
   t.test(`full lifecycle with BinaryName=${binary}, custom Root, rootfs mount, events in order`, async (t) => {
-    const events = new FakeContainerdEvents(path.join(tmpRoot, `ev-${binary}.sock`));
+    const events = shims.events(binary);
     await events.listen();
     t.teardown(() => events.close());
     const id = `life-${binary}`;
-    const bundle = bundleFor(id, ['sh', '-c', 'echo hello from $0; echo to-stderr >&2; exit 3', binary]);
+    const bundle = shims.bundle(id, ['sh', '-c', 'echo hello from $0; echo to-stderr >&2; exit 3', binary]);
     const runcRoot = path.join(tmpRoot, `root-${binary}`);
     const binaryName = binary === 'wrapper' ? wrapperRuntime() : binary;
     const optsAny = { type_url: 'containerd.runc.v1.Options', value: runcOptions({ binary_name: binaryName, root: runcRoot }) };
 
     // A CA bundle that does not exist: node would warn on stderr if it read it (bin/ hides it from node).
     const caCerts = path.join(tmpRoot, 'no-such-ca.pem');
-    const started = await startShim(bundle, id, events.socket, Buffer.from(messageType('google.protobuf.Any').encode({ type_url: optsAny.type_url, value: optsAny.value }).finish()),
+    const started = await shims.start(bundle, id, events.socket, Buffer.from(messageType('google.protobuf.Any').encode({ type_url: optsAny.type_url, value: optsAny.value }).finish()),
       { NODE_EXTRA_CA_CERTS: caCerts });
     t.equal(started.code, 0, `start exits 0 (${started.stderr})`);
     t.equal(started.stderr, '', 'start writes nothing to stderr (node never read NODE_EXTRA_CA_CERTS)');
@@ -217,7 +61,7 @@ for (const binary of ['runc', 'wrapper']) {
     t.equal(procStatus(shim.pid, 'NSsid'), String(shim.pid), 'the daemon leads a session of its own');
     for (const fd of [0, 1, 2]) t.equal(fs.readlinkSync(`/proc/${shim.pid}/fd/${fd}`), '/dev/null', `daemon fd ${fd} is /dev/null`);
 
-    const created = await shim.call('Create', createReq(id, bundle, { rootfs: bindRootfs(), options: optsAny }));
+    const created = await shim.call('Create', shims.createReq(id, bundle, { rootfs: shims.bindRootfs(), options: optsAny }));
     t.ok(created.pid > 0, 'Create returns the init pid');
     t.ok(fs.existsSync(path.join(runcRoot, NS, id)), `${binary} state lives under Root/<namespace>`);
     t.ok(fs.readFileSync('/proc/self/mountinfo', 'utf8').includes(path.join(bundle, 'rootfs')), 'rootfs mounted in the bundle');
@@ -280,14 +124,14 @@ for (const binary of ['runc', 'wrapper']) {
 t.test('BinaryName=crun: crun runs the container, or its own refusal reaches the caller', async (t) => {
   // crun refuses hybrid cgroup hosts whose unified hierarchy has controllers; where it works, it must run.
   const id = 'crun-probe';
-  const bundle = bundleFor(id, ['sh', '-c', 'echo crun says hi']);
-  const started = await startShim(bundle, id, path.join(tmpRoot, 'ev-none.sock'));
+  const bundle = shims.bundle(id, ['sh', '-c', 'echo crun says hi']);
+  const started = await shims.start(bundle, id, path.join(tmpRoot, 'ev-none.sock'));
   const shim = await connect(started.stdout);
   t.teardown(() => shim.client.close());
   const optsAny = { type_url: 'containerd.runc.v1.Options', value: runcOptions({ binary_name: 'crun' }) };
   let created: { pid: number } | undefined;
   try {
-    created = await shim.call('Create', createReq(id, bundle, { rootfs: bindRootfs(), options: optsAny }));
+    created = await shim.call('Create', shims.createReq(id, bundle, { rootfs: shims.bindRootfs(), options: optsAny }));
   } catch (err) {
     t.match((err as Error).message, /^OCI runtime create failed: .*(cgroup|crun)/, `crun's own reason: ${(err as Error).message}`);
     t.notOk(fs.existsSync(path.join('/run/containerd/runc', NS, id)), 'nothing left behind');
@@ -304,21 +148,21 @@ t.test('BinaryName=crun: crun runs the container, or its own refusal reaches the
 });
 
 t.test('wrong ids and wrong states answer with containerd\'s status codes', async (t) => {
-  const events = new FakeContainerdEvents(path.join(tmpRoot, 'ev-codes.sock'));
+  const events = shims.events('codes');
   await events.listen();
   t.teardown(() => events.close());
   const id = 'codes';
-  const bundle = bundleFor(id, ['sleep', '1000']);
-  const started = await startShim(bundle, id, events.socket);
+  const bundle = shims.bundle(id, ['sleep', '1000']);
+  const started = await shims.start(bundle, id, events.socket);
   const shim = await connect(started.stdout);
   t.teardown(() => shim.client.close());
 
   await expectCode(t, shim.call('State', { id: 'nope', exec_id: '' }), Code.NotFound, 'State of an unknown id');
   await expectCode(t, shim.call('Kill', { id: 'nope', exec_id: '', signal: 9, all: false }), Code.NotFound, 'Kill of an unknown id');
-  await expectCode(t, shim.call('Create', createReq('bad', path.join(tmpRoot, 'no-such-bundle'))), Code.InvalidArgument, 'Create with a bundle without config.json');
+  await expectCode(t, shim.call('Create', shims.createReq('bad', path.join(tmpRoot, 'no-such-bundle'))), Code.InvalidArgument, 'Create with a bundle without config.json');
 
-  await shim.call('Create', createReq(id, bundle));
-  await expectCode(t, shim.call('Create', createReq(id, bundle)), Code.AlreadyExists, 'second Create of one id');
+  await shim.call('Create', shims.createReq(id, bundle));
+  await expectCode(t, shim.call('Create', shims.createReq(id, bundle)), Code.AlreadyExists, 'second Create of one id');
   await expectCode(t, shim.call('State', { id, exec_id: 'no-such-exec' }), Code.NotFound, 'unknown exec id');
   await expectCode(t, shim.call('Exec', { id, exec_id: 'e1', terminal: false, stdin: '', stdout: '', stderr: '' }), Code.InvalidArgument, 'Exec without a process spec');
   await expectCode(t, shim.call('Exec', { id: 'nope', exec_id: 'e1', terminal: false, stdin: '', stdout: '', stderr: '', spec: execSpec(['true']) }), Code.NotFound, 'Exec into an unknown container');
@@ -344,9 +188,9 @@ t.test('wrong ids and wrong states answer with containerd\'s status codes', asyn
 
   // A runtime failure is a clear error, and leaves the shim serving.
   const badId = 'no-exe';
-  const badBundle = bundleFor(badId, ['/does-not-exist']);
+  const badBundle = shims.bundle(badId, ['/does-not-exist']);
     try {
-    await shim.call('Create', createReq(badId, badBundle));
+    await shim.call('Create', shims.createReq(badId, badBundle));
     t.fail('Create of a missing executable must fail');
   } catch (err) {
     t.match((err as Error).message, /OCI runtime create failed: .*does-not-exist/, 'runc\'s own reason is in the error');
@@ -358,18 +202,18 @@ t.test('wrong ids and wrong states answer with containerd\'s status codes', asyn
 });
 
 t.test('Pause/Resume/Update/Stats/Checkpoint over ttrpc: states, events, status codes, metrics', async (t) => {
-  const events = new FakeContainerdEvents(path.join(tmpRoot, 'ev-res.sock'));
+  const events = shims.events('res');
   await events.listen();
   t.teardown(() => events.close());
   const id = 'resources';
-  const bundle = bundleFor(id, ['sh', '-c', 'while :; do :; done']);
-  const started = await startShim(bundle, id, events.socket);
+  const bundle = shims.bundle(id, ['sh', '-c', 'while :; do :; done']);
+  const started = await shims.start(bundle, id, events.socket);
   const shim = await connect(started.stdout);
   t.teardown(() => shim.client.close());
   const PAUSED = 4;
 
   for (const m of ['Pause', 'Resume', 'Stats']) await expectCode(t, shim.call(m, { id: 'nope' }), Code.NotFound, `${m} of an unknown id`);
-  await shim.call('Create', createReq(id, bundle));
+  await shim.call('Create', shims.createReq(id, bundle));
   await expectCode(t, shim.call('Pause', { id }), Code.FailedPrecondition, 'Pause before Start');
   await expectCode(t, shim.call('Update', { id }), Code.InvalidArgument, 'Update without resources');
   await shim.call('Start', { id, exec_id: '' });
@@ -425,29 +269,29 @@ t.test('Pause/Resume/Update/Stats/Checkpoint over ttrpc: states, events, status 
   t.ok(await waitGone(shim.pid), 'shim exits');
 });
 
-async function metrics(shim: Shim, id: string): Promise<Record<string, any>> { // eslint-disable-line @typescript-eslint/no-explicit-any
+async function metrics(shim: DirectShim, id: string): Promise<Record<string, any>> { // eslint-disable-line @typescript-eslint/no-explicit-any
   const r = await shim.call('Stats', { id });
   if (r.stats.type_url !== 'io.containerd.cgroups.v1.Metrics' && r.stats.type_url !== 'io.containerd.cgroups.v2.Metrics') throw new Error(`unexpected type ${r.stats.type_url}`);
   const type = messageType(r.stats.type_url);
   return { ...type.toObject(type.decode(r.stats.value), { longs: String, defaults: true }), v1: r.stats.type_url.endsWith('v1.Metrics') };
 }
 
-async function cpuUsage(shim: Shim, id: string): Promise<number> {
+async function cpuUsage(shim: DirectShim, id: string): Promise<number> {
   const m = await metrics(shim, id);
   return Number(m.v1 ? m.cpu.usage.total : m.cpu.usage_usec);
 }
 
 t.test('exec: own stdio, status, events, id reuse, ordering with the init, no files left in the bundle', async (t) => {
-  const events = new FakeContainerdEvents(path.join(tmpRoot, 'ev-exec.sock'));
+  const events = shims.events('exec');
   await events.listen();
   t.teardown(() => events.close());
   const id = 'execs';
-  const bundle = bundleFor(id, ['sleep', '1000']);
-  const started = await startShim(bundle, id, events.socket);
+  const bundle = shims.bundle(id, ['sleep', '1000']);
+  const started = await shims.start(bundle, id, events.socket);
   const shim = await connect(started.stdout);
   t.teardown(() => shim.client.close());
   const bundleFiles = () => fs.readdirSync(bundle).sort();
-  await shim.call('Create', createReq(id, bundle));
+  await shim.call('Create', shims.createReq(id, bundle));
   await shim.call('Start', { id, exec_id: '' });
   const before = bundleFiles();
 
@@ -502,17 +346,17 @@ t.test('exec: own stdio, status, events, id reuse, ordering with the init, no fi
 });
 
 t.test('without its own pid namespace, the init exit kills the rest; exec exits still come first', async (t) => {
-  const events = new FakeContainerdEvents(path.join(tmpRoot, 'ev-hostpid.sock'));
+  const events = shims.events('hostpid');
   await events.listen();
   t.teardown(() => events.close());
   const id = 'hostpid';
   // The init leaves a background child behind: only kill --all gets rid of it.
   const marker = `runcts-orphan-${process.pid}`;
-  const bundle = bundleFor(id, ['sh', '-c', `sh -c 'sleep 1000; :' ${marker} & exec sleep 1000`], {}, { hostPid: true });
-  const started = await startShim(bundle, id, events.socket);
+  const bundle = shims.bundle(id, ['sh', '-c', `sh -c 'sleep 1000; :' ${marker} & exec sleep 1000`], { hostPid: true });
+  const started = await shims.start(bundle, id, events.socket);
   const shim = await connect(started.stdout);
   t.teardown(() => shim.client.close());
-  await shim.call('Create', createReq(id, bundle));
+  await shim.call('Create', shims.createReq(id, bundle));
   await shim.call('Start', { id, exec_id: '' });
   const execs = ['x1', 'x2', 'x3'];
   for (const e of execs) {
@@ -545,23 +389,23 @@ async function waitForMarker(marker: string, present: boolean): Promise<boolean>
 }
 
 t.test('two concurrent starts of one sandbox group end with one daemon', async (t) => {
-  const events = new FakeContainerdEvents(path.join(tmpRoot, 'ev-group.sock'));
+  const events = shims.events('group');
   await events.listen();
   t.teardown(() => events.close());
   const group = { 'io.kubernetes.cri.sandbox-id': 'sandbox-1' };
-  const b1 = bundleFor('g1', ['sleep', '1000'], group);
-  const b2 = bundleFor('g2', ['sleep', '1000'], group);
-  const [s1, s2] = await Promise.all([startShim(b1, 'g1', events.socket), startShim(b2, 'g2', events.socket)]);
+  const b1 = shims.bundle('g1', ['sleep', '1000'], { annotations: group });
+  const b2 = shims.bundle('g2', ['sleep', '1000'], { annotations: group });
+  const [s1, s2] = await Promise.all([shims.start(b1, 'g1', events.socket), shims.start(b2, 'g2', events.socket)]);
   t.equal(s1.code, 0, s1.stderr);
   t.equal(s2.code, 0, s2.stderr);
   t.equal(s1.stdout, s2.stdout, 'both print the same address');
-  const daemons = (await run('pgrep', ['-f', '--', `-address ${fakeContainerdAddress()} `])).stdout.trim().split('\n').filter(Boolean);
+  const daemons = (await run('pgrep', ['-f', '--', `-address ${shims.containerdAddress} `])).stdout.trim().split('\n').filter(Boolean);
   t.equal(daemons.length, 1, `exactly one daemon (${daemons.join(',')})`);
 
   const shim = await connect(s1.stdout);
   t.teardown(() => shim.client.close());
   for (const [id, b] of [['g1', b1], ['g2', b2]]) {
-    await shim.call('Create', createReq(id, b));
+    await shim.call('Create', shims.createReq(id, b));
     await shim.call('Start', { id, exec_id: '' });
   }
   t.equal((await shim.call('Connect', { id: 'g2' })).shim_pid, shim.pid, 'both containers in one shim');
@@ -575,13 +419,13 @@ t.test('two concurrent starts of one sandbox group end with one daemon', async (
 });
 
 t.test('events queued while containerd is unreachable arrive in order once it is back', async (t) => {
-  const events = new FakeContainerdEvents(path.join(tmpRoot, 'ev-late.sock'));
+  const events = shims.events('late');
   const id = 'late';
-  const bundle = bundleFor(id, ['true']);
-  const started = await startShim(bundle, id, events.socket);
+  const bundle = shims.bundle(id, ['true']);
+  const started = await shims.start(bundle, id, events.socket);
   const shim = await connect(started.stdout);
   t.teardown(() => shim.client.close());
-  await shim.call('Create', createReq(id, bundle));
+  await shim.call('Create', shims.createReq(id, bundle));
   await shim.call('Start', { id, exec_id: '' });
   await shim.call('Wait', { id, exec_id: '' });
   await shim.call('Delete', { id, exec_id: '' });
@@ -595,14 +439,14 @@ t.test('events queued while containerd is unreachable arrive in order once it is
 });
 
 t.test('delete after the shim was killed cleans up and prints a DeleteResponse', async (t) => {
-  const events = new FakeContainerdEvents(path.join(tmpRoot, 'ev-crash.sock'));
+  const events = shims.events('crash');
   await events.listen();
   t.teardown(() => events.close());
   const id = 'crash';
-  const bundle = bundleFor(id, ['sleep', '1000']);
-  const started = await startShim(bundle, id, events.socket);
+  const bundle = shims.bundle(id, ['sleep', '1000']);
+  const started = await shims.start(bundle, id, events.socket);
   const shim = await connect(started.stdout);
-  const created = await shim.call('Create', createReq(id, bundle, { rootfs: bindRootfs() }));
+  const created = await shim.call('Create', shims.createReq(id, bundle, { rootfs: shims.bindRootfs() }));
   await shim.call('Start', { id, exec_id: '' });
   shim.client.close();
   process.kill(shim.pid, 'SIGKILL');
@@ -610,7 +454,7 @@ t.test('delete after the shim was killed cleans up and prints a DeleteResponse',
   t.ok(alive(created.pid), 'container outlives its shim');
 
   // stdout is a marshalled protobuf: read it as bytes.
-  const r = spawnSync(SHIM, ['-namespace', NS, '-address', fakeContainerdAddress(), '-publish-binary', '/bin/true', '-id', id, '-bundle', bundle, 'delete'], {
+  const r = spawnSync(SHIM, ['-namespace', NS, '-address', shims.containerdAddress, '-publish-binary', '/bin/true', '-id', id, '-bundle', bundle, 'delete'], {
     cwd: bundle, timeout: 30_000, env: { ...process.env, TTRPC_ADDRESS: events.socket },
   });
   t.equal(r.status, 0, `delete exits 0 (${r.stderr})`);
@@ -633,7 +477,7 @@ t.test('the launcher: start status through fd 3, delete\'s fast path without nod
     // No snapshot for a node that did not build it: the launcher takes the modules.
     return { ...process.env, PATH: `${fakeBin}:${process.env.PATH}`, NODE_OPTIONS: '' };
   };
-  const args = ['-namespace', NS, '-address', fakeContainerdAddress(), '-publish-binary', '/bin/true', '-id', 'launcher'];
+  const args = ['-namespace', NS, '-address', shims.containerdAddress, '-publish-binary', '/bin/true', '-id', 'launcher'];
 
   fs.rmSync(marker, { force: true });
   let r = await run(SHIM, [...args, 'start'], { env: env('printf unix:///x; printf 0 >&3; exec 3>&-; exec sleep 2 >/dev/null 2>&1 </dev/null'), timeoutMs: 10_000 });
@@ -708,9 +552,5 @@ t.test('-v prints the version and flags are checked', async (t) => {
 });
 
 t.test('nothing is left behind: no shim process, socket or mount of these tests', async (t) => {
-  const shims = (await run('pgrep', ['-f', '--', `-address ${tmpRoot}/`])).stdout.trim();
-  t.equal(shims, '', 'no shim process left');
-  t.ok(addresses.size >= 6, `checked ${addresses.size} shim addresses`);
-  for (const a of addresses) t.notOk(fs.existsSync(a.replace('unix://', '')), `socket gone: ${a}`);
-  t.notOk(fs.readFileSync('/proc/self/mountinfo', 'utf8').includes(tmpRoot), 'no mount under the test directory');
+  await shims.assertNothingLeft(t, 6);
 });

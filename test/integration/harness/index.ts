@@ -9,3 +9,4 @@ export * from './scenario';
 export * from './ordering';
 export * from './stdio';
 export * from './cri';
+export * from './direct';
