@@ -191,6 +191,22 @@ static Napi::Value SendFd(const Napi::CallbackInfo& info) {
 }
 
 // connect(2) to a unix stream socket path; returns a blocking CLOEXEC fd (tests, tools).
+// getsockopt(SO_PEERCRED) -> {pid, uid, gid}: who connected to a unix socket (the kernel's record
+// of the peer at connect time, which the peer cannot forge).
+static Napi::Value PeerCredentials(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd;
+  if (!ArgFd(info, 0, "fd", &fd)) return env.Undefined();
+  struct ucred cred;
+  socklen_t len = sizeof cred;
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) return ThrowErrno(env, errno, "getsockopt");
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("pid", Napi::Number::New(env, cred.pid));
+  out.Set("uid", Napi::Number::New(env, cred.uid));
+  out.Set("gid", Napi::Number::New(env, cred.gid));
+  return out;
+}
+
 static Napi::Value UnixConnect(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::string path;
@@ -322,6 +338,7 @@ void InitFd(Napi::Env env, Napi::Object exports) {
   exports.Set("accept", Napi::Function::New(env, Accept, "accept"));
   exports.Set("recvFd", Napi::Function::New(env, RecvFd, "recvFd"));
   exports.Set("sendFd", Napi::Function::New(env, SendFd, "sendFd"));
+  exports.Set("peerCredentials", Napi::Function::New(env, PeerCredentials, "peerCredentials"));
   Napi::Function watch = FdWatch::Define(env);
   // watchReadable(fd, cb) is `new FdWatch(fd, cb)`; keep the class alive for the module's life.
   auto* ctor = new Napi::FunctionReference(Napi::Persistent(watch));

@@ -84,6 +84,8 @@ export interface Native {
   recvFd(fd: number): number | null;
   /** Send fd with SCM_RIGHTS over a connected unix socket (one payload byte). For tests and tools. */
   sendFd(socket: number, fd: number): void;
+  /** getsockopt(SO_PEERCRED) of a connected unix socket: the peer's pid, uid and gid at connect time. */
+  peerCredentials(fd: number): { pid: number; uid: number; gid: number };
   /**
    * Call cb on the event loop whenever fd is readable (level-triggered: consume until EAGAIN or
    * it fires again). On a poll error cb(err) is called once and the watch closes. An exception

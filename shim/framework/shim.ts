@@ -8,7 +8,7 @@ import type { Publisher } from './publisher';
 import type { Reaper } from './reaper';
 import { IdleExit } from './idle-exit';
 import { EarlyConnections, LINGER_ENV, StartStatus, becomeDaemon, spawnDaemon } from './launch';
-import { SOCKET_DIR, readAddress, removeSocket } from './socket';
+import { SOCKET_DIR, listenPrivately, readAddress, removeSocket, sameUserOnly } from './socket';
 import type { TtrpcServer } from './ttrpc';
 // Everything else is loaded by the action that needs it: `start` runs for every container and
 // must not pay for protobuf, ttrpc or logging it never uses.
@@ -163,7 +163,7 @@ async function serve(
 
   const reaper = Reaper.start(native(), log);
   const publisher = new RemotePublisher(process.env.TTRPC_ADDRESS ?? '', log);
-  const server = new TtrpcServer({ logger: log });
+  const server = new TtrpcServer({ logger: log, accept: sameUserOnly(native().peerCredentials, (o, m) => log.warn(o, m)) });
 
   let requestShutdown!: () => void;
   const shutdownRequested = new Promise<void>((resolve) => { requestShutdown = resolve; });
@@ -194,7 +194,7 @@ async function serve(
     await new Promise<void>((resolve, reject) => {
       listener.once('error', reject);
       // fd 3 is the socket `start` bound and listened on before publishing its address.
-      listener.listen(flags.socket ? { path: flags.socket } : { fd: 3 }, () => resolve());
+      listenPrivately(listener, flags.socket ? { path: flags.socket } : { fd: 3 }, () => resolve());
     });
     server.serve(listener);
   }

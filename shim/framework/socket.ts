@@ -60,16 +60,65 @@ export function canConnect(sockPath: string, timeoutMs = 1000): Promise<boolean>
   });
 }
 
-/** Listen on a unix socket path; rejects with EADDRINUSE when the path exists. */
+/**
+ * Listen on a unix socket path, the socket file created with mode 0600 (the umask is set around
+ * the bind, so no other user could connect in between); rejects with EADDRINUSE when the path exists.
+ */
 export function listenUnix(sockPath: string): Promise<net.Server> {
   return new Promise((resolve, reject) => {
     const server = net.createServer();
     server.once('error', reject);
-    server.listen({ path: sockPath, backlog: 128 }, () => {
+    listenPrivately(server, { path: sockPath, backlog: 128 }, () => {
       server.removeListener('error', reject);
       resolve(server);
     });
   });
+}
+
+/**
+ * server.listen with the umask at 0177 for the call: a path is bound synchronously inside
+ * listen(), so the socket file is 0600 from its first moment.
+ */
+export function listenPrivately(server: net.Server, opts: net.ListenOptions | { fd: number }, cb: () => void): void {
+  const umask = process.umask(0o177);
+  try {
+    server.listen(opts as net.ListenOptions, cb);
+  } finally {
+    process.umask(umask);
+  }
+}
+
+/**
+ * The directory of shim sockets, made 0700 when it is missing and tightened to 0700 when it is
+ * open to others (the Go shim makes it 0600-or-so; any access for group or others is too much).
+ */
+export function ensureSocketDir(dir = SOCKET_DIR): void {
+  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const mode = fs.statSync(dir).mode & 0o777;
+  if (mode & 0o077) fs.chmodSync(dir, (mode & 0o700) | 0o700);
+}
+
+/** The peer of a connected unix socket as the kernel recorded it at connect time (SO_PEERCRED). */
+export type PeerCredentials = (fd: number) => { pid: number; uid: number; gid: number };
+
+/**
+ * A ttrpc accept check that serves only connections from our own effective uid, the same-user
+ * rule of containerd's ttrpc handshaker: the socket's mode already keeps others out, this also
+ * holds where a process of another uid could reach it anyway (CAP_DAC_OVERRIDE, a passed fd).
+ */
+export function sameUserOnly(
+  peerCredentials: PeerCredentials,
+  warn: (obj: object, msg: string) => void,
+  uid = process.geteuid?.() ?? 0,
+): (socket: net.Socket) => boolean {
+  return (socket) => {
+    const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
+    if (typeof fd !== 'number' || fd < 0) return false;
+    const peer = peerCredentials(fd);
+    if (peer.uid === uid) return true;
+    warn({ peer }, `refusing a connection from uid ${peer.uid}: the shim serves uid ${uid} only`);
+    return false;
+  };
 }
 
 /** The listening fd behind a net.Server, to hand to the daemon as fd 3. */

@@ -8,7 +8,7 @@ import type { Reaper } from '../framework/reaper';
 import { LINGER_ENV } from '../framework/launch';
 import type { Manager, ServeContext, Started, StopStatus } from '../framework/shim';
 import {
-  SOCKET_DIR, canConnect, listenUnix, readAddress, removeSocket, socketAddress, socketPath, writeAddress,
+  SOCKET_DIR, canConnect, ensureSocketDir, listenUnix, readAddress, removeSocket, socketAddress, socketPath, writeAddress,
 } from '../framework/socket';
 import { readBundleState, type RuncOptions } from './bundle';
 import { decodeOptions } from './options';
@@ -34,7 +34,7 @@ export class RuncManager implements Manager {
     const group = byNamespace ? NAMESPACE_GROUP : groupOf(bundle) ?? flags.id;
     const address = socketAddress(flags.address, flags.namespace, group);
     const sock = socketPath(address);
-    fs.mkdirSync(SOCKET_DIR, { recursive: true, mode: 0o700 });
+    ensureSocketDir();
 
     // Serialise starts on this host: two starts of one group must end with one daemon, and a
     // stale socket must be replaced by exactly one of them. Once the new socket listens, a later
@@ -55,7 +55,6 @@ export class RuncManager implements Manager {
         listener = await listenUnix(sock);
       }
       try {
-        fs.chmodSync(sock, 0o600);
         // The address is published only once the socket listens (DESIGN lesson 2).
         writeAddress(bundle, address);
       } catch (err) {

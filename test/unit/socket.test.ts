@@ -8,10 +8,14 @@ import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import t from 'tap';
 import { native } from '../../shim/framework/native';
+import { TtrpcClient, TtrpcServer } from '../../shim/framework/ttrpc';
+import { NOBODY, connectAsNobody, requestFrame } from './harness/peer';
 import {
   SOCKET_DIR,
   canConnect,
+  ensureSocketDir,
   listenUnix,
+  sameUserOnly,
   readAddress,
   removeSocket,
   serverFd,
@@ -314,6 +318,69 @@ t.test('listenUnix: listens and hands out its fd', async (t) => {
   t.ok(fs.fstatSync(fd).isSocket());
   t.equal(await canConnect(p), true);
   await closeServer(server);
+});
+
+t.test('listenUnix: the socket file is 0600 from the start whatever the umask, and the umask is given back', async (t) => {
+  const before = process.umask(0);
+  t.teardown(() => { process.umask(before); });
+  const p = sock('private.sock');
+  const server = await listenUnix(p);
+  t.equal(fs.statSync(p).mode & 0o777, 0o600, 'mode 0600 under umask 0');
+  t.equal(process.umask(), 0, 'our umask is as it was');
+  await closeServer(server);
+});
+
+t.test('ensureSocketDir: makes the directory 0700, tightens one open to others, leaves a private one alone', async (t) => {
+  const fresh = path.join(dir, 'sockdir', 'nested');
+  ensureSocketDir(fresh);
+  t.equal(fs.statSync(fresh).mode & 0o777, 0o700, 'created 0700');
+  const open = path.join(dir, 'sockdir-open');
+  fs.mkdirSync(open);
+  fs.chmodSync(open, 0o755);
+  ensureSocketDir(open);
+  t.equal(fs.statSync(open).mode & 0o777, 0o700, '0755 tightened to 0700');
+  const goShims = path.join(dir, 'sockdir-go');
+  fs.mkdirSync(goShims);
+  fs.chmodSync(goShims, 0o600); // containerd's Go shim creates it with MkdirAll(dir, 0600)
+  ensureSocketDir(goShims);
+  t.equal(fs.statSync(goShims).mode & 0o777, 0o600, 'a directory closed to others is left as it is');
+});
+
+t.test('sameUserOnly: a ttrpc server serves its own uid and closes a connection from another uid unread (SO_PEERCRED)', async (t) => {
+  if (process.geteuid?.() !== 0) {
+    t.fail('needs root (to connect as another uid)');
+    return;
+  }
+  const open = fs.mkdtempSync(path.join(os.tmpdir(), 'runcts-peer-'));
+  t.teardown(() => fs.rmSync(open, { recursive: true, force: true }));
+  fs.chmodSync(open, 0o755);
+  const p = path.join(open, 'peer.sock');
+  const warnings: object[] = [];
+  const server = new TtrpcServer({ accept: sameUserOnly(native().peerCredentials, (o) => warnings.push(o)) });
+  let served = 0;
+  server.register('test.Echo', { Echo: async (b) => { served++; return b; } });
+  const listener = await listenUnix(p);
+  fs.chmodSync(p, 0o666); // let another uid reach the socket file: the peer check must still refuse it
+  server.serve(listener);
+  t.teardown(() => server.close());
+
+  // A well-formed ttrpc request frame (service test.Echo, method Echo, payload "hi").
+  const client = await TtrpcClient.connect(p);
+  t.same(await client.call('test.Echo', 'Echo', Buffer.from('hi')), Buffer.from('hi'), 'our own uid is served');
+  client.close();
+  const seen = await connectAsNobody(p, requestFrame('test.Echo', 'Echo', Buffer.from('hi')));
+  t.equal(seen.uid, NOBODY, `the client ran as uid ${NOBODY} (${seen.error ?? 'no error'})`);
+  t.equal(seen.got, 0, 'it got no byte back');
+  t.notOk(seen.open, 'its connection was closed by the server');
+  t.equal(served, 1, 'its request never reached the handler');
+  t.match(warnings, [{ peer: { uid: NOBODY, gid: NOBODY } }], 'the refusal is logged with the peer\'s credentials');
+
+  const refused = sameUserOnly(() => ({ pid: 1, uid: 1000, gid: 0 }), () => {}, 0);
+  const accepted = sameUserOnly(() => ({ pid: 1, uid: 0, gid: 1000 }), () => {}, 0);
+  const fake = { _handle: { fd: 7 } } as unknown as net.Socket;
+  t.equal(refused(fake), false, 'another uid, same gid: refused');
+  t.equal(accepted(fake), true, 'same uid, another gid: served (the rule is the user)');
+  t.equal(accepted({} as net.Socket), false, 'a socket without an fd: refused');
 });
 
 t.test('listenUnix: EADDRINUSE when the path exists (live socket, stale socket, regular file)', async (t) => {
