@@ -100,7 +100,7 @@ export async function runShim(manager: Manager, argv = process.argv.slice(2)): P
     case 'start': {
       const started = await manager.start(flags, bundle, readStdin());
       // Synchronous: containerd reads exactly this output, and then the start is over.
-      fs.writeSync(1, started.address);
+      fs.writeSync(1, startResponse(started.address, process.env.MAX_SHIM_VERSION));
       if (!started.daemon) return 0;
       const { listener, lingerMs } = started.daemon;
       if (!startStatus) {
@@ -132,6 +132,18 @@ export async function runShim(manager: Manager, argv = process.argv.slice(2)): P
       process.stderr.write(`unknown action ${JSON.stringify(flags.action)}\n`);
       return 2;
   }
+}
+
+/**
+ * What `start` prints. containerd 1.6 and 1.7 read the bare address. containerd 2.x sets
+ * MAX_SHIM_VERSION (3: task API v3) and reads JSON bootstrap params; version 3 makes it call
+ * `containerd.task.v3.Task`, which the daemon serves beside v2. (2.x takes a bare address as
+ * version 2 too, so the JSON is only for a caller that announced it.)
+ */
+export function startResponse(address: string, maxShimVersion: string | undefined): string {
+  const max = Number(maxShimVersion);
+  if (!maxShimVersion || !Number.isInteger(max) || max < 3) return address;
+  return JSON.stringify({ version: 3, address, protocol: 'ttrpc' });
 }
 
 /** containerd passes the runtime options (a protobuf Any) on stdin to `start`. */

@@ -14,6 +14,8 @@ import { alreadyExists, invalidArgument, notFound } from './errors';
 import { statusOf, exitOf, type ExitInfo } from './process/state';
 
 const TASK_SERVICE = 'containerd.task.v2.Task';
+/** containerd 2.x's name for the same service (api/runtime/task/v3: the same messages, field for field). */
+const TASK_SERVICE_V3 = 'containerd.task.v3.Task';
 
 type Req = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
@@ -61,6 +63,7 @@ export class TaskService {
     impl.Checkpoint = (r) => this.checkpoint(r);
     impl.Stats = (r) => this.stats(r);
     bindService(server, def, impl);
+    bindService(server, def, impl, { name: TASK_SERVICE_V3 });
   }
 
   private get(id: string): Container {
