@@ -7,7 +7,7 @@ NODEDIR ?= $(abspath $(dir $(realpath $(shell which node)))/..)
 # The installed shim runs this node by absolute path: containerd's PATH may not contain it.
 NODE ?= $(realpath $(shell which node))
 
-.PHONY: all deps build addon ts snapshot install uninstall test test-unit test-integration bench stress clean
+.PHONY: all deps build addon ts snapshot install uninstall test test-unit test-integration bench stress soak clean
 
 all: build
 
@@ -69,3 +69,8 @@ bench: build
 ITERATIONS ?= 10
 stress: build
 	node dist/test/integration/stress-ordering.js $(ITERATIONS)
+
+# Load and soak: 1,000 lifecycles and 10,000 execs through one shim (test/soak/main.ts;
+# RUNCTS_SOAK_LIFECYCLES, RUNCTS_SOAK_EXECS, RUNCTS_SOAK_RSS_BOUND_KIB, ... override). Fails when an assertion does.
+soak: build
+	node dist/test/soak/main.js
