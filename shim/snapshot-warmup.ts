@@ -96,6 +96,12 @@ async function roundTrip(dir: string): Promise<void> {
   eventsListener.close();
   await events.shutdown();
   sink.close();
+  // Node schedules a new timer only when it is due before the earliest one it believes armed; a
+  // cleared timer leaves that belief in place until a timer fires. Carried into the snapshot, the
+  // stale value (seconds into this build) kept every later timer of a shim from being armed:
+  // runc deadlines never fired and `delete` exited before its runc call finished. One timer that
+  // fires resets it.
+  await new Promise((resolve) => setTimeout(resolve, 1));
 }
 
 function listen(server: TtrpcServer, sock: string): Promise<net.Server> {

@@ -438,11 +438,15 @@ t.test('events queued while containerd is unreachable arrive in order once it is
   t.ok(await waitGone(shim.pid), 'shim exits');
 });
 
-t.test('delete after the shim was killed cleans up and prints a DeleteResponse', async (t) => {
-  const events = shims.events('crash');
+// Both ways the shim binary runs: the compiled modules (tap's NODE_OPTIONS, where a dist/ mutant
+// shows) and, as containerd runs it, the startup snapshot (whose own state once broke `delete`:
+// no timer due later than the build's warm-up was armed, and delete exited before runc delete).
+for (const mode of ['modules', 'snapshot'] as const) {
+t.test(`delete after the shim was killed cleans up and prints a DeleteResponse (${mode})`, async (t) => {
+  const events = shims.events(`crash-${mode}`);
   await events.listen();
   t.teardown(() => events.close());
-  const id = 'crash';
+  const id = `crash-${mode}`;
   const bundle = shims.bundle(id, ['sleep', '1000']);
   const started = await shims.start(bundle, id, events.socket);
   const shim = await connect(started.stdout);
@@ -453,9 +457,11 @@ t.test('delete after the shim was killed cleans up and prints a DeleteResponse',
   t.ok(await waitGone(shim.pid), 'shim killed');
   t.ok(alive(created.pid), 'container outlives its shim');
 
+  const deleteEnv: NodeJS.ProcessEnv = { ...process.env };
+  if (mode === 'snapshot') delete deleteEnv.NODE_OPTIONS;
   // stdout is a marshalled protobuf: read it as bytes.
   const r = spawnSync(SHIM, ['-namespace', NS, '-address', shims.containerdAddress, '-publish-binary', '/bin/true', '-id', id, '-bundle', bundle, 'delete'], {
-    cwd: bundle, timeout: 30_000, env: { ...process.env, TTRPC_ADDRESS: events.socket },
+    cwd: bundle, timeout: 30_000, env: { ...deleteEnv, TTRPC_ADDRESS: events.socket },
   });
   t.equal(r.status, 0, `delete exits 0 (${r.stderr})`);
   const resp = messageType('containerd.task.v2.DeleteResponse').decode(r.stdout) as unknown as { pid: number; exit_status: number };
@@ -465,6 +471,7 @@ t.test('delete after the shim was killed cleans up and prints a DeleteResponse',
   t.notOk(fs.readFileSync('/proc/self/mountinfo', 'utf8').includes(path.join(bundle, 'rootfs')), 'rootfs unmounted');
   t.notOk(fs.existsSync(started.stdout.replace('unix://', '')), 'dead shim\'s socket removed');
 });
+}
 
 t.test('the launcher: start status through fd 3, delete\'s fast path without node', async (t) => {
   // A `node` of our own first in PATH stands in for the shim: what the launcher does with it.
