@@ -14,6 +14,8 @@ import { readBundleState, type RuncOptions } from './bundle';
 import { decodeOptions } from './options';
 import { messageType } from '../framework/proto';
 import { unmountAll } from './mount';
+import { joinCgroup } from './cgroups/join';
+import { adjustOwnOomScore } from '../framework/oom-score';
 import { Runc } from './runc';
 
 /** Annotations that put a container into an existing shim's group (as containerd's Go shim reads them). */
@@ -30,7 +32,8 @@ export class RuncManager implements Manager {
   readonly name = SHIM_NAME;
 
   async start(flags: ShimFlags, bundle: string, runtimeOptions: Buffer): Promise<Started> {
-    const byNamespace = startOptions(runtimeOptions).shim_grouping === 'namespace';
+    const options = startOptions(runtimeOptions);
+    const byNamespace = options.shim_grouping === 'namespace';
     const group = byNamespace ? NAMESPACE_GROUP : groupOf(bundle) ?? flags.id;
     const address = socketAddress(flags.address, flags.namespace, group);
     const sock = socketPath(address);
@@ -55,6 +58,10 @@ export class RuncManager implements Manager {
         listener = await listenUnix(sock);
       }
       try {
+        // This process goes on as the daemon (or spawns it, which inherits both): node
+        // citizenship first, so that a failure fails the start as the Go shim's does.
+        if (options.shim_cgroup) joinCgroup(options.shim_cgroup, process.pid);
+        adjustOwnOomScore();
         // The address is published only once the socket listens (DESIGN lesson 2).
         writeAddress(bundle, address);
       } catch (err) {

@@ -97,14 +97,17 @@ export async function expectStatus(t: Test, p: Promise<unknown>, code: Code, wha
   }
 }
 
+/** Fields of containerd.runc.v1.Options the tests set. */
+export interface RuncOptionFields { binary_name?: string; root?: string; shim_cgroup?: string }
+
 /** The runtime options containerd hands the shim (containerd.runc.v1.Options), encoded. */
-export function runcOptions(o: { binary_name?: string; root?: string }): Buffer {
+export function runcOptions(o: RuncOptionFields): Buffer {
   const opts = messageType('containerd.runc.v1.Options');
   return Buffer.from(opts.encode(opts.fromObject(o)).finish());
 }
 
 /** `start`'s stdin: the runtime options as a google.protobuf.Any. */
-export function optionsAny(o: { binary_name?: string; root?: string }): { type_url: string; value: Buffer } {
+export function optionsAny(o: RuncOptionFields): { type_url: string; value: Buffer } {
   return { type_url: 'containerd.runc.v1.Options', value: runcOptions(o) };
 }
 
@@ -187,10 +190,17 @@ export class DirectShims {
     return bundle;
   }
 
-  /** `start` as containerd runs it, in the bundle, events to eventsSocket. */
-  async start(bundle: string, id: string, eventsSocket: string, stdin?: Buffer, env: Record<string, string> = {}): Promise<RunResult> {
+  /**
+   * `start` as containerd runs it, in the bundle, events to eventsSocket. The shim runs the
+   * compiled modules under tap's NODE_OPTIONS (a mutant in dist/ shows), unless `production`:
+   * then as containerd starts it, without them, from the startup snapshot (for measurements:
+   * tap's hooks run threads of their own).
+   */
+  async start(bundle: string, id: string, eventsSocket: string, stdin?: Buffer, env: Record<string, string> = {}, production = false): Promise<RunResult> {
+    const base: NodeJS.ProcessEnv = { ...process.env };
+    if (production) delete base.NODE_OPTIONS;
     const r = await runShimBinary(['-namespace', DIRECT_NS, '-address', this.containerdAddress, '-publish-binary', '/bin/true', '-id', id, 'start'], {
-      cwd: bundle, env: { ...process.env, TTRPC_ADDRESS: eventsSocket, ...env }, input: stdin ?? Buffer.alloc(0), timeoutMs: 20_000,
+      cwd: bundle, env: { ...base, TTRPC_ADDRESS: eventsSocket, ...env }, input: stdin ?? Buffer.alloc(0), timeoutMs: 20_000,
     });
     if (r.stdout) this.addresses.add(r.stdout);
     return r;
