@@ -58,6 +58,16 @@ export class RemotePublisher implements Publisher {
     return this.queue.length;
   }
 
+  /** For the diagnostic dump: the queue's topics, oldest first, and whether delivery is under way. */
+  describe(): { queued: number; topics: string[]; forwarding: boolean; connected: boolean } {
+    return {
+      queued: this.queue.length,
+      topics: this.queue.map((e) => e.topic),
+      forwarding: this.running,
+      connected: this.client !== undefined && !this.client.closed,
+    };
+  }
+
   publish(namespace: string, topic: string, typeName: string, event: object): void {
     if (this.stopped) {
       this.log.warn({ topic }, 'event published after the outbox closed');
@@ -101,10 +111,10 @@ export class RemotePublisher implements Publisher {
         this.queue.length = 0;
         break;
       }
-      const head = this.queue[0];
+      const head = this.queue[this.queue.length - 1]!; // MUTANT: newest first
       try {
         await this.send(head);
-        this.queue.shift();
+        this.queue.pop(); // MUTANT
         backoff = BACKOFF_MIN_MS;
         refusals = 0;
         continue;

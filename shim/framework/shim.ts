@@ -3,6 +3,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { FlagError, parseFlags, type ShimFlags } from './flags';
+import type { Diagnostics } from './diagnostics';
 import type { FifoLogSink, Logger } from './logger';
 import type { Publisher } from './publisher';
 import type { Reaper } from './reaper';
@@ -39,6 +40,8 @@ export interface ServeContext {
   log: Logger;
   /** Where `log` writes: add each container's `log` fifo at Create and remove it at Delete. */
   logs: Pick<FifoLogSink, 'add' | 'remove'>;
+  /** Parts of the SIGUSR1 dump: register what the implementation knows. */
+  diagnostics: Pick<Diagnostics, 'add'>;
   server: TtrpcServer;
   publisher: Publisher;
   reaper: Reaper;
@@ -163,8 +166,8 @@ function readStdin(): Buffer {
 async function serve(
   manager: Manager, flags: ShimFlags, bundle: string, bound?: NonNullable<Started['daemon']> & { early: EarlyConnections },
 ): Promise<number> {
-  const [{ openFifoLogger }, { Reaper }, { native }, { RemotePublisher }, { TtrpcServer }] = await Promise.all([
-    import('./logger'), import('./reaper'), import('./native'), import('./publisher'), import('./ttrpc'),
+  const [{ openFifoLogger }, { Reaper }, { native }, { RemotePublisher }, { TtrpcServer }, { Diagnostics }] = await Promise.all([
+    import('./logger'), import('./reaper'), import('./native'), import('./publisher'), import('./ttrpc'), import('./diagnostics'),
   ]);
   const { log, sink: logs } = openFifoLogger(path.join(bundle, 'log'), flags.debug, { namespace: flags.namespace, id: flags.id });
   process.on('uncaughtException', (err) => {
@@ -194,7 +197,11 @@ async function serve(
     if (idleExit && isIdle) idleExit.arm(isIdle);
     else requestShutdown();
   };
-  await manager.serve({ flags, bundle, log, logs, server, publisher, reaper, shutdown });
+  const diagnostics = new Diagnostics();
+  diagnostics.add('ttrpc', () => ({ connections: server.connectionCount }));
+  diagnostics.add('events', () => publisher.describe());
+  diagnostics.onSignal(log);
+  await manager.serve({ flags, bundle, log, logs, server, publisher, reaper, shutdown, diagnostics });
 
   if (bound) {
     bound.early.handOver(() => {

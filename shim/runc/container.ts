@@ -5,7 +5,7 @@ import type { Logger } from '../framework/logger';
 import type { Reaper } from '../framework/reaper';
 import { hasOwnPidNamespace, writeBundleState, type RuncOptions } from './bundle';
 import { toTimestamp } from '../framework/publisher';
-import { alreadyExists, failedPrecondition, invalidArgument, notFound, runtimeError, unimplemented } from './errors';
+import { alreadyExists, createFailure, failedPrecondition, invalidArgument, notFound, runtimeError, unimplemented } from './errors';
 import { criuStatus } from './criu';
 import { createIO, type IOContext, type ProcessIO, type StdioPaths } from './io';
 import { mountAll, unmountAll, type MountSpec } from './mount';
@@ -15,7 +15,7 @@ import { InitProcess } from './process/init';
 import type { LifecycleSink, ShimProcess } from './process/lifecycle';
 import type { ExitInfo } from './process/state';
 import { decodeOptions } from './options';
-import { Runc, readPidFile, type RuncApi } from './runc';
+import { Runc, readPidFile, removePidFile, type RuncApi } from './runc';
 import { cgroupOfPid, type Cgroup } from './cgroups';
 
 export interface CreateRequest {
@@ -49,6 +49,16 @@ export interface ExecRequest {
   spec?: { type_url: string; value: Buffer } | null;
 }
 
+/** The SyntaxError of a config.json that is not JSON; undefined when it parses (or cannot be read). */
+function specSyntaxError(bundle: string): SyntaxError | undefined {
+  try {
+    JSON.parse(fs.readFileSync(path.join(bundle, 'config.json'), 'utf8'));
+  } catch (err) {
+    if (err instanceof SyntaxError) return err;
+  }
+  return undefined;
+}
+
 function ioContext(id: string, deps: ContainerDeps): IOContext {
   return { id, namespace: deps.namespace, reaper: deps.reaper, log: deps.log };
 }
@@ -77,6 +87,19 @@ export class Container {
   get init(): InitProcess {
     if (!this.initProcess) throw notFound(`container ${this.id} has no init process`);
     return this.initProcess;
+  }
+
+  /** For the diagnostic dump: the processes and their states, and what the exit ordering holds. */
+  describe(): object {
+    const proc = (p: { pid: number; state: { kind: string } }) => ({ pid: p.pid, state: p.state.kind });
+    return {
+      id: this.id,
+      bundle: this.bundle,
+      init: this.initProcess ? proc(this.initProcess) : undefined,
+      execs: [...this.execs].map(([execId, p]) => ({ execId, ...proc(p) })),
+      pendingExecs: this.ordering.pending,
+      initExitHeld: this.ordering.holdingInit,
+    };
   }
 
   /** Lifecycle events of every process of this container go through the ordering here. */
@@ -165,7 +188,12 @@ export class Container {
     let io: ProcessIO | undefined;
     try {
       if (rootfs) {
-        fs.mkdirSync(rootfs, { recursive: true, mode: 0o711 });
+        // Not recursive (the bundle is there: config.json is): Node's recursive mkdir reports ENOENT for EROFS.
+        try {
+          fs.mkdirSync(rootfs, { mode: 0o711 });
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+        }
         try {
           mountAll(r.rootfs, rootfs);
         } catch (err) {
@@ -191,7 +219,8 @@ export class Container {
       try {
         await created;
       } catch (err) {
-        throw runtimeError(err, 'OCI runtime create failed');
+        // Looked into only on failure: the success path reads nothing more.
+        throw createFailure(err, r.bundle, { specError: specSyntaxError(r.bundle), stateError });
       }
       if (stateError) throw stateError;
       await io.afterLaunch();
@@ -207,6 +236,7 @@ export class Container {
     } catch (err) {
       io?.close();
       await runc.delete(r.id, { force: true }).catch(() => undefined);
+      removePidFile(path.join(r.bundle, 'init.pid'));
       if (rootfs) {
         try {
           unmountAll(rootfs);

@@ -124,6 +124,7 @@ export class RuncManager implements Manager {
     const { TaskService } = await import('./service'); // the daemon only: start and delete never need it
     const service = new TaskService(ctx);
     service.register(ctx.server);
+    ctx.diagnostics.add('tasks', () => service.describe());
   }
 }
 

@@ -66,6 +66,11 @@ export class TaskService {
     bindService(server, def, impl, { name: TASK_SERVICE_V3 });
   }
 
+  /** For the diagnostic dump: every container, and the Creates in flight. */
+  describe(): object {
+    return { containers: [...this.containers.values()].map((c) => c.describe()), creating: [...this.creating] };
+  }
+
   private get(id: string): Container {
     if (!id) throw invalidArgument('container id must not be empty');
     const c = this.containers.get(id);

@@ -10,7 +10,7 @@ import { messageType, serviceDef } from '../../../shim/framework/proto';
 import { Code, TtrpcClient, TtrpcError, TtrpcServer, bindService, typedCall } from '../../../shim/framework/ttrpc';
 import { repoRoot, withoutNodeOptions } from './containerd';
 import { busyboxRootfs } from './fixtures';
-import { run as runAny, type RunOptions, type RunResult } from './proc';
+import { mountsUnder, run as runAny, type RunOptions, type RunResult } from './proc';
 
 export const DIRECT_NS = 'shimtest';
 export const TASK = serviceDef('containerd.task.v2.Task');
@@ -163,11 +163,30 @@ export class DirectShims {
     const shims = new DirectShims(fs.mkdtempSync('/tmp/rs-'), await busyboxRootfs());
     t.teardown(async () => {
       if (process.env.KEEP_TMP) return;
-      // Best effort: a failed test may leave a shim; kill what belongs to this run.
+      // Best effort: a failed test may leave a shim, its containers and their rootfs mounts; clean
+      // what belongs to this run before the directory goes (rm would follow a bind mount of the
+      // shared busybox rootfs into it).
       await runAny('pkill', ['-9', '-f', '--', `-address ${shims.root}/`]);
+      await shims.deleteLeftoverContainers();
+      for (const m of mountsUnder(shims.root).sort((a, b) => b.length - a.length)) await runAny('umount', ['-l', m]);
       fs.rmSync(shims.root, { recursive: true, force: true });
     });
     return shims;
+  }
+
+  /** `runc delete --force` every container of the default runc root whose bundle is in this directory. */
+  async deleteLeftoverContainers(): Promise<void> {
+    const root = path.join('/run/containerd/runc', DIRECT_NS);
+    const listed = await runAny('runc', ['--root', root, 'list', '--format', 'json']);
+    let rows: Array<{ id: string; bundle: string }> = [];
+    try {
+      rows = JSON.parse(listed.stdout || '[]') ?? [];
+    } catch {
+      return;
+    }
+    for (const r of rows) {
+      if (r.bundle.startsWith(`${this.root}/`)) await runAny('runc', ['--root', root, 'delete', '--force', r.id]);
+    }
   }
 
   /** The -address containerd would pass (nothing listens there: events go to TTRPC_ADDRESS). */
