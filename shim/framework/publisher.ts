@@ -111,10 +111,10 @@ export class RemotePublisher implements Publisher {
         this.queue.length = 0;
         break;
       }
-      const head = this.queue[this.queue.length - 1]!; // MUTANT: newest first
+      const head = this.queue[0];
       try {
         await this.send(head);
-        this.queue.pop(); // MUTANT
+        this.queue.shift();
         backoff = BACKOFF_MIN_MS;
         refusals = 0;
         continue;
