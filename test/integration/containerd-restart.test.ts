@@ -1,11 +1,17 @@
 // containerd goes away and comes back (SIGTERM: a restart; SIGKILL: a crash) while its shims
 // keep running: the tasks survive, a task that exited meanwhile is STOPPED with its status, the
 // TaskExit produced while containerd was down reaches it once it is back, and everything can
-// still be driven and cleaned up through ctr.
+// still be driven and cleaned up through ctr. A second scenario leaves a backlog of several
+// TaskExits in one shim while containerd is down and checks that each reaches containerd once,
+// and for runcts in the order the processes exited.
+//
+// RUNCTS_TEST_SHIM_ROOT=<dir> runs runcts from another runcts tree (a deliberately broken copy,
+// e.g. an outbox that delivers the newest event first: the backlog scenario must fail).
 import t from 'tap';
 import type { Test } from 'tap';
 import * as fs from 'node:fs';
-import { BUSYBOX_IMAGE, Containerd, EventStream, expectCode, isAlive, readProcess, scenario, waitFor } from './harness';
+import * as path from 'node:path';
+import { BUSYBOX_IMAGE, Containerd, EventStream, RUNTIME_RUNCTS, expectCode, isAlive, readProcess, scenario, sleep, waitFor } from './harness';
 
 interface TaskRow {
   id: string;
@@ -152,10 +158,166 @@ async function restartScenario(t: Test, cd: Containerd, runtime: string, id: (p:
   t.same(await taskList(cd), [], 'no tasks left');
 }
 
+/** The `time="..."` of a containerd log line, in ms since the epoch (NaN if absent). */
+function logTime(line: string): number {
+  const m = /time="([^"]+)"/.exec(line);
+  return m ? Date.parse(m[1]!) : NaN;
+}
+
+/** RUNCTS_TEST_SHIM_ROOT: containerd looks the shim up in its PATH at every start; re-point the harness's symlink. */
+function useAltShimRoot(t: Test, cd: Containerd, runtime: string): void {
+  const alt = process.env.RUNCTS_TEST_SHIM_ROOT;
+  if (!alt || runtime !== RUNTIME_RUNCTS) return;
+  const link = path.join(cd.binDir, 'containerd-shim-runcts-v2');
+  fs.rmSync(link, { force: true });
+  fs.symlinkSync(path.join(alt, 'bin', 'containerd-shim-runcts-v2'), link);
+  t.comment(`shim binary: ${fs.readlinkSync(link)}`);
+}
+
+/**
+ * A backlog in one shim while containerd is down: two execs and then the init of one container
+ * exit one after the other (exit 3, 4, 5), so the shim's outbox holds TaskExit(e1), TaskExit(e2),
+ * TaskExit(init), in that order, and nothing else.
+ *
+ * How the order containerd received them is observed. containerd 1.6's only trace of a forwarded
+ * event is events/exchange's debug line `event forwarded` with ns, topic and type (exchange.go:
+ * Forward) -- no container, exec id, pid or status; with the CRI plugin off nothing else in
+ * containerd subscribes to /tasks/exit. So the test needs a subscriber (`ctr events`) that is
+ * attached before the first event of the backlog can reach containerd, and containerd starts
+ * its ttrpc listener (the one the shims forward to) before its grpc one, right after it has
+ * reloaded the shims: on a plain restart the shims may deliver before any client can subscribe.
+ * Hence a gate: containerd is restarted with its ttrpc socket under another name (config.toml
+ * edited for that one start, restored right after), so the shims, which keep the TTRPC_ADDRESS
+ * they were started with, get ENOENT and keep retrying; containerd's log shows that nothing was
+ * forwarded while the gate was shut. Once `ctr events` is subscribed (its probe event came
+ * back), the gate is opened by hard-linking the socket under the old name: from then on the
+ * shims reach the very listener containerd serves. containerd's exchange hands the events to
+ * each subscriber through one queue in the order Forward ran, and ctr prints them in arrival
+ * order, so the stream's order is containerd's order of reception, and each TaskExit names its
+ * exec id, pid and status. The forwarded lines in containerd's log are counted as well (exactly
+ * three /tasks/exit and nothing else from the shim before the delete), which covers "exactly
+ * once" independently of the subscriber. The gate opens about 1 s after e1's exit, well inside
+ * the Go shim's retry budget (tries 1, 3, 6, 10, 15 s after the first, then it evicts the event).
+ */
+async function backlogScenario(t: Test, cd: Containerd, runtime: string, id: (p: string) => string, signal: NodeJS.Signals): Promise<void> {
+  const c = id('backlog');
+  const waitMarker = (name: string, code: number): string => `while [ ! -e /tmp/${name} ]; do usleep 20000; done; exit ${code}`;
+  expectCode(t, await cd.ctr(['run', '-d', '--runtime', runtime, BUSYBOX_IMAGE, c, 'sh', '-c', waitMarker('init', 5)]), 0, 'run -d the container (its init exits 5 on /tmp/init)');
+  expectCode(t, await cd.ctr(['task', 'exec', '-d', '--exec-id', 'e1', c, 'sh', '-c', waitMarker('e1', 3)]), 0, 'exec -d e1 (exits 3 on /tmp/e1)');
+  expectCode(t, await cd.ctr(['task', 'exec', '-d', '--exec-id', 'e2', c, 'sh', '-c', waitMarker('e2', 4)]), 0, 'exec -d e2 (exits 4 on /tmp/e2)');
+  const initPid = (await taskRow(cd, c))?.pid ?? 0;
+  const ps = [...(await taskPs(cd, c)).entries()];
+  const pidOf = (exec: string): number => ps.find(([, info]) => new RegExp(`ExecID:${exec}\\b`).test(info))?.[0] ?? 0;
+  const e1Pid = pidOf('e1');
+  const e2Pid = pidOf('e2');
+  if (!t.ok(initPid > 0 && e1Pid > 0 && e2Pid > 0, 'the init and both execs have pids', { ps })) return;
+  // Everything published so far has reached containerd, so the backlog below is only the exits.
+  const upTo = (topic: string): number => forwardedEvents(readLogFrom(cd, 0), cd.namespace, topic).length;
+  t.ok(await waitFor(() => upTo('/tasks/start') === 1 && upTo('/tasks/exec-started') === 2, { timeoutMs: 10_000 }), 'start and both exec-started forwarded before containerd goes away');
+  const shimsBefore = cd.shims().map(p => p.pid);
+  t.equal(shimsBefore.length, 1, 'one shim');
+
+  await cd.stopDaemon(signal);
+  t.notOk(cd.running, `containerd stopped (${signal})`);
+  const logOffset = fs.statSync(cd.logPath).size;
+
+  // One at a time, each reaped (gone from /proc, not even a zombie) before the next is let go,
+  // and a pause for the shim to publish it: the order of the exits is e1, e2, init.
+  const exitedAt: Record<string, number> = {};
+  for (const [name, pid] of [['e1', e1Pid], ['e2', e2Pid], ['init', initPid]] as const) {
+    fs.writeFileSync(`/proc/${initPid}/root/tmp/${name}`, '');
+    t.ok(await waitFor(() => !readProcess(pid), { timeoutMs: 10_000, intervalMs: 10 }), `${name} exited and was reaped while containerd was down`);
+    exitedAt[name] = Date.now();
+    await sleep(300);
+  }
+  t.same(cd.shims().map(p => p.pid), shimsBefore, 'the shim keeps running without containerd');
+
+  // Restart behind the gate (see above).
+  const gated = `${cd.ttrpcAddress}.gated`;
+  const config = fs.readFileSync(cd.configPath, 'utf8');
+  const ttrpcLine = `address = ${JSON.stringify(cd.ttrpcAddress)}`;
+  if (!t.ok(config.includes(ttrpcLine), "config.toml names containerd's ttrpc socket")) return;
+  fs.writeFileSync(cd.configPath, config.replace(ttrpcLine, `address = ${JSON.stringify(gated)}`));
+  fs.rmSync(cd.ttrpcAddress, { force: true }); // a SIGKILLed containerd leaves it behind
+  const restartAt = Date.now();
+  try {
+    await cd.restart();
+  } finally {
+    fs.writeFileSync(cd.configPath, config);
+  }
+  const upAt = Date.now();
+  t.ok(cd.running, 'containerd restarted');
+  const events = await EventStream.start(cd);
+  t.teardown(() => events.stop());
+  const forwardedNow = (): string[] => readLogFrom(cd, logOffset).split('\n').filter(l => l.includes('msg="event forwarded"') && l.includes(` ns=${cd.namespace} `));
+  t.same(forwardedNow(), [], 'nothing forwarded while the gate was shut (the shim could not reach containerd yet)');
+  t.equal(events.forContainer(c).length, 0, 'and the subscriber has seen nothing of the container');
+  const openedAt = Date.now();
+  fs.linkSync(gated, cd.ttrpcAddress);
+
+  const exitsSeen = (): typeof events.events => events.forContainer(c).filter(e => e.topic === '/tasks/exit');
+  const complete = await waitFor(() => exitsSeen().length >= 3, { timeoutMs: 30_000, intervalMs: 20 });
+  t.ok(complete, 'three /tasks/exit reach the subscriber', { events: events.events.map(e => e.raw), other: events.other });
+  // A late duplicate would come within the retry intervals (runcts: 2 s at most; Go shim: the
+  // next of 1, 2, 3... s).
+  await sleep(3000);
+
+  const exits = exitsSeen();
+  const label = (e: (typeof exits)[number]): string => `${e.payload?.id === c ? 'init' : String(e.payload?.id)}:${String(e.payload?.exit_status ?? 0)}`;
+  const got = exits.map(label);
+  const want = ['e1:3', 'e2:4', 'init:5'];
+  t.same([...got].sort(), want, 'each exit arrived exactly once, with its status (e1 3, e2 4, init 5)', { events: exits.map(e => e.raw) });
+  const pids = Object.fromEntries(exits.map(e => [label(e), e.payload?.pid]));
+  t.same(pids, { 'e1:3': e1Pid, 'e2:4': e2Pid, 'init:5': initPid }, 'each with its pid');
+  t.ok(exits.every(e => e.payload?.container_id === c), 'all for the container');
+  // containerd's own count, independent of the subscriber: the backlog was these three, once each.
+  const fwd = forwardedNow();
+  t.same(fwd.map(l => / topic=(\S+) /.exec(l)?.[1]), ['/tasks/exit', '/tasks/exit', '/tasks/exit'], 'containerd forwarded exactly three events for the namespace after the restart, all /tasks/exit', { fwd });
+  t.ok(fwd.every(l => /type=containerd\.events\.TaskExit/.test(l)), 'each a containerd.events.TaskExit');
+  const times = fwd.map(logTime);
+  t.comment(`${runtime} ${signal}: exits at +0/+${exitedAt.e2! - exitedAt.e1!}/+${exitedAt.init! - exitedAt.e1!} ms; ` +
+    `containerd up ${upAt - restartAt} ms after the restart began, gate opened ${openedAt - restartAt} ms after it (${openedAt - exitedAt.e1!} ms after e1's exit); ` +
+    `backlog forwarded +${times.map(x => Math.round(x - openedAt)).join('/+')} ms after the gate opened; order ${got.join(', ')}`);
+  if (runtime === RUNTIME_RUNCTS) {
+    t.same(got, want, 'runcts: in the order they happened: e1, e2, then the init');
+    t.equal(got.indexOf('init:5'), 2, "the init's exit after both execs' (DESIGN lesson 3)");
+  } else {
+    // containerd 1.6's Go shim requeues each failed event on its own timer (1, 2, 3... s after
+    // its last try, evicted after 5 retries): the order it lands in depends on when containerd
+    // came back relative to each timer.
+    t.comment(`Go shim order: ${got.join(', ')}${got.join() === want.join() ? ' (the order they happened)' : ' (reordered)'}`);
+  }
+
+  const row = await taskRow(cd, c);
+  t.same(row, { id: c, pid: initPid, status: 'STOPPED' }, 'task STOPPED with its pid');
+  const del = await cd.ctr(['task', 'delete', c]);
+  expectCode(t, del, 0, 'task delete');
+  t.match(del.stderr, new RegExp(`task ${c} exit with non-zero exit code 5`), 'exit status 5');
+  const delEv = await events.waitFor(e => e.topic === '/tasks/delete' && e.payload?.container_id === c, 10_000);
+  t.equal(delEv?.payload?.exit_status, 5, '/tasks/delete with exit_status 5');
+  t.equal(delEv?.payload?.pid, initPid, '/tasks/delete with the init pid');
+  expectCode(t, await cd.ctr(['container', 'delete', c]), 0, 'container delete');
+  t.equal(events.forContainer(c).filter(e => e.topic === '/tasks/exit').length, 3, 'still three /tasks/exit in the end');
+  t.same(await taskList(cd), [], 'no tasks left');
+}
+
 for (const signal of ['SIGTERM', 'SIGKILL'] as const) {
   scenario(t, `containerd restart after ${signal}: tasks survive, the exit while it was down arrives`, async (t, { cd, runtime, id, ids }) => {
+    useAltShimRoot(t, cd, runtime);
     try {
       await restartScenario(t, cd, runtime, id, signal);
+    } finally {
+      if (!cd.running) await cd.restart();
+      await removeAll(cd, ids);
+    }
+  });
+}
+
+for (const signal of ['SIGTERM', 'SIGKILL'] as const) {
+  scenario(t, `containerd restart after ${signal}: a backlog of exits in one shim arrives once each, in order`, async (t, { cd, runtime, id, ids }) => {
+    useAltShimRoot(t, cd, runtime);
+    try {
+      await backlogScenario(t, cd, runtime, id, signal);
     } finally {
       if (!cd.running) await cd.restart();
       await removeAll(cd, ids);
