@@ -146,6 +146,20 @@ export class Container {
     }
   }
 
+  /**
+   * The container's processes for Pids, from its cgroup (what runc ps reads) without running runc:
+   * a liveness probe's Pids must not cost a process. Before the init has a cgroup: just the init.
+   */
+  pids(): number[] {
+    const cg = this.loadCgroup();
+    if (!cg) return this.initProcess && this.initProcess.pid > 0 && this.initProcess.state.kind !== 'stopped' && this.initProcess.state.kind !== 'deleted' ? [this.initProcess.pid] : [];
+    try {
+      return cg.processes();
+    } catch (err) {
+      throw runtimeError(err, 'failed to read the container\'s processes');
+    }
+  }
+
   /** The cgroup metrics containerd expects from Stats. */
   stats(): { typeUrl: string; metrics: object } {
     const cg = this.loadCgroup();

@@ -87,6 +87,10 @@ export async function createIO(paths: StdioPaths, ctx: IOContext): Promise<Proce
   }
 }
 
+/** drained(): output that stopped this long ago, all flushed, is all the process wrote before its exit. */
+const QUIET_MS = 100;
+const QUIET_RECHECK_MS = 10;
+
 export class PipeIO implements ProcessIO {
   /** Child-side fds for runc: [stdin, stdout, stderr]; -1 is /dev/null. */
   readonly childFds: [number, number, number] = [-1, -1, -1];
@@ -94,6 +98,10 @@ export class PipeIO implements ProcessIO {
   private readonly parentFds: [number, number, number] = [-1, -1, -1];
   private copies: Promise<void>[] = [];
   private streams: Array<Readable | Writable> = [];
+  /** Where stdout and stderr go, for the quiet check of drained(). */
+  private sinks: Writable[] = [];
+  /** When the last output was read from the process's pipes (ms since the epoch). */
+  private lastOutputAt = 0;
   private stdin: StdinFifo | undefined;
 
   private constructor(readonly paths: StdioPaths) {}
@@ -141,6 +149,7 @@ export class PipeIO implements ProcessIO {
         sink = { stream, refs: 0, finished: finished(stream) };
         sinks.set(p, sink);
         this.streams.push(stream);
+        this.sinks.push(stream);
         this.copies.push(sink.finished);
       }
       sink.refs++;
@@ -159,6 +168,7 @@ export class PipeIO implements ProcessIO {
 
   private copy(src: Readable, sink: Sink): void {
     this.streams.push(src);
+    src.on('data', () => { this.lastOutputAt = Date.now(); });
     // pipe() pauses the source while the sink is full: backpressure reaches the container.
     src.pipe(sink.stream, { end: false });
     const release = () => {
@@ -170,10 +180,37 @@ export class PipeIO implements ProcessIO {
     sink.stream.once('error', () => src.destroy());
   }
 
-  /** Resolves when stdout and stderr reached EOF and were flushed, or after `timeoutMs` (a background child may hold the pipe forever). */
+  /**
+   * After the exit: resolves when stdout and stderr reached EOF and were flushed, or when they
+   * went quiet — nothing read for QUIET_MS and every sink flushed, so what the process wrote
+   * before it exited is out even though a background child of it holds the pipe (`sh -c "sleep 60
+   * & echo ok"`) — or false after `timeoutMs` (a reader too slow to take it all). The copy goes on
+   * either way until the process is deleted.
+   */
   async drained(timeoutMs: number): Promise<boolean> {
     if (this.copies.length === 0) return true;
-    return settlesWithin(Promise.all(this.copies), timeoutMs);
+    const quiet = this.quiet(QUIET_MS);
+    try {
+      return await settlesWithin(Promise.race([Promise.all(this.copies), quiet.done]), timeoutMs);
+    } finally {
+      quiet.cancel();
+    }
+  }
+
+  private quiet(quietMs: number): { done: Promise<void>; cancel(): void } {
+    let timer: NodeJS.Timeout | undefined;
+    // Quiet counts from now (the exit) at the earliest: bytes written just before the exit may
+    // still be in the pipe, unread, when the exit arrives.
+    const since = Date.now();
+    const done = new Promise<void>((resolve) => {
+      const check = () => {
+        const idleMs = Date.now() - Math.max(this.lastOutputAt, since);
+        if (idleMs >= quietMs && this.sinks.every((w) => w.writableLength === 0)) resolve();
+        else timer = setTimeout(check, Math.max(quietMs - idleMs, QUIET_RECHECK_MS));
+      };
+      check();
+    });
+    return { done, cancel: () => clearTimeout(timer) };
   }
 
   closeStdin(): void {

@@ -187,7 +187,7 @@ export class TaskService {
 
   private async pids(r: Req) {
     const c = this.get(r.id);
-    const pids = await c.init.pids();
+    const pids = c.pids();
     const details = messageType('containerd.runc.v1.ProcessDetails');
     return {
       processes: pids.map((pid) => {

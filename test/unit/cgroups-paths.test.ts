@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import t, { type Test } from 'tap';
-import { cgroupOfPid } from '../../shim/runc/cgroups';
+import { cgroupOfPid, processesIn } from '../../shim/runc/cgroups';
 import { mountRootOf, parseProcCgroup, v1Paths, v2Path } from '../../shim/runc/cgroups/paths';
 import { MAX_UINT64, parseRdma, parseUint, parseUintStrict, readKV, u64 } from '../../shim/runc/cgroups/read';
 import { hugePageSizes } from '../../shim/runc/cgroups/v1';
@@ -145,4 +145,16 @@ t.test('hugePageSizes: hugepages-<N>kB as the hugetlb file names spell them, in 
   for (const d of ['hugepages-2048kB', 'hugepages-1048576kB', 'hugepages-64kB', 'hugepages-32768kB', 'junk']) fs.mkdirSync(path.join(root, d));
   t.same(hugePageSizes(root), ['1GB', '2MB', '32MB', '64KB']);
   t.throws(() => hugePageSizes(path.join(root, 'missing')), { code: 'ENOENT' });
+});
+
+t.test('processesIn: cgroup.procs of the cgroup and every one below it, deduplicated, sorted; [] when gone', async (t) => {
+  const root = tmp(t);
+  writeTree(root, {
+    'c1/cgroup.procs': '42\n7\n',
+    'c1/sub/cgroup.procs': '100\n42\n',
+    'c1/sub/deeper/cgroup.procs': '\n',
+    'c1/not-a-cgroup-file': 'x',
+  });
+  t.same(processesIn(path.join(root, 'c1')), [7, 42, 100]);
+  t.same(processesIn(path.join(root, 'gone')), [], 'a removed cgroup has no processes');
 });

@@ -17,7 +17,7 @@ import { watchOomV1 } from './oom-v1';
 import { watchOomV2 } from './oom-v2';
 import { NO_WATCH, type OomWatch } from './oom';
 import { parseProcCgroup, readProcCgroup, v1Paths, v2Path } from './paths';
-import { readText } from './read';
+import { isNotExist, readText } from './read';
 import { statsV1, V1_TYPE_URL, type V1Metrics } from './v1';
 import { statsV2, V2_TYPE_URL, type V2Metrics } from './v2';
 
@@ -57,6 +57,11 @@ export interface Cgroup {
    * of fds or inotify watches). Does not keep the process alive.
    */
   watchOom(cb: () => void): OomWatch;
+  /**
+   * Every process in the cgroup and the cgroups below it (cgroup.procs, as runc ps reads them),
+   * in ascending order; [] once the cgroup is gone. Small synchronous reads: no runc call.
+   */
+  processes(): number[];
 }
 
 /**
@@ -74,6 +79,7 @@ export function cgroupOfPid(pid: number, fsRoots: Partial<CgroupFs> = {}): Cgrou
       paths: Object.freeze({ unified: dir }),
       stats: () => ({ typeUrl: V2_TYPE_URL, metrics: statsV2(dir) }),
       watchOom: (cb) => watchOomV2(dir, cb),
+      processes: () => processesIn(dir),
     };
   }
   const paths = Object.freeze(v1Paths(proc, readText(path.join(roots.procRoot, 'self', 'mountinfo')), roots.cgroupRoot));
@@ -83,5 +89,28 @@ export function cgroupOfPid(pid: number, fsRoots: Partial<CgroupFs> = {}): Cgrou
     paths,
     stats: () => ({ typeUrl: V1_TYPE_URL, metrics: statsV1(paths, roots) }),
     watchOom: (cb) => (paths.memory === undefined ? NO_WATCH : watchOomV1(paths.memory, Object.values(paths), cb)),
+    // Every v1 hierarchy holds all of the container's processes; pids (or else any) will do.
+    processes: () => processesIn(paths.pids ?? paths.memory ?? Object.values(paths)[0]!),
   };
+}
+
+/** cgroup.procs of dir and of every cgroup below it, deduplicated and sorted. */
+export function processesIn(dir: string): number[] {
+  const pids = new Set<number>();
+  const walk = (d: string): void => {
+    let entries: fs.Dirent[];
+    try {
+      for (const line of readText(path.join(d, 'cgroup.procs')).split('\n')) {
+        const pid = Number(line);
+        if (line !== '' && Number.isInteger(pid) && pid > 0) pids.add(pid);
+      }
+      entries = fs.readdirSync(d, { withFileTypes: true });
+    } catch (err) {
+      if (isNotExist(err)) return; // removed while we read: nothing in it
+      throw err;
+    }
+    for (const e of entries) if (e.isDirectory()) walk(path.join(d, e.name));
+  };
+  walk(dir);
+  return [...pids].sort((a, b) => a - b);
 }

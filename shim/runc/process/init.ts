@@ -133,12 +133,4 @@ export class InitProcess extends ShimProcess {
     }
     return this.markDeleted(exitOf(this.state) ?? { status: 128 + SIGKILL, exitedAt: new Date() });
   }
-
-  async pids(): Promise<number[]> {
-    try {
-      return await this.runc.ps(this.id);
-    } catch (err) {
-      throw runtimeError(err, 'OCI runtime ps failed');
-    }
-  }
 }
