@@ -26,9 +26,19 @@ const RUNTIME_FILE = 'runtime';
 const DELETE_RESPONSE_FILE = 'delete-response.pb';
 
 export function writeBundleState(bundle: string, options: RuncOptions): void {
-  writeFileAtomic(path.join(bundle, OPTIONS_FILE), JSON.stringify(options), 0o600);
+  writeState(path.join(bundle, OPTIONS_FILE), JSON.stringify(options));
   // The Go shim writes the runtime binary name separately too; keep the same files for tools that read them.
-  writeFileAtomic(path.join(bundle, RUNTIME_FILE), options.binary_name ?? '', 0o600);
+  writeState(path.join(bundle, RUNTIME_FILE), options.binary_name ?? '');
+}
+
+/** writeFileAtomic, its error naming the file (Node's ENOSPC from write(2) names none); the errno code kept. */
+function writeState(file: string, data: string): void {
+  try {
+    writeFileAtomic(file, data, 0o600);
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    throw Object.assign(new Error(`cannot write ${file}: ${e.message}`), { code: e.code });
+  }
 }
 
 /** The container is gone (runc state, rootfs): `delete` only has to print this DeleteResponse. */

@@ -7,11 +7,16 @@ export class RuncError extends Error {
   }
 }
 
+/** runc's ErrNotExist ("container does not exist"), older runc's `container "x" does not exist`: "container" in the same clause. */
+const CONTAINER_MISSING = /(^|: )container\b[^:]*\bdoes not exist/;
+
 /** Classify what runc said into a status code containerd understands. */
 export function codeForRuncMessage(msg: string): Code {
   const m = msg.toLowerCase();
   const has = (...phrases: string[]) => phrases.some((p) => m.includes(p));
-  if (has('does not exist', 'container not found', 'no such process', 'container not running', 'process already finished', 'container is not running')) return Code.NotFound;
+  // Only the container being missing is NotFound: runc also says "does not exist" of what a spec names
+  // (`namespace {"bogus" ""} does not exist`, a rootfs), which is a failed create, Unknown as in the Go shim.
+  if (CONTAINER_MISSING.test(m) || has('container not found', 'no such process', 'container not running', 'process already finished', 'container is not running')) return Code.NotFound;
   if (has('already exists', 'id already in use', 'with id exists')) return Code.AlreadyExists;
   if (has('invalid container id', 'invalid argument', 'bad spec')) return Code.InvalidArgument;
   if (has('cannot start', 'cannot delete', 'cannot exec in a', 'not stopped', 'container paused', 'container not paused', 'container still running', 'container is paused')) {
@@ -28,6 +33,19 @@ export function runtimeError(err: unknown, what: string): TtrpcError {
   if (e?.code === 'ENOENT') return new TtrpcError(Code.NotFound, `${what}: ${e.message}`);
   if (e?.code === 'ETIMEDOUT') return new TtrpcError(Code.DeadlineExceeded, `${what}: ${e.message}`);
   return new TtrpcError(Code.Unknown, `${what}: ${e instanceof Error ? e.message : String(err)}`);
+}
+
+/**
+ * Why `runc create` failed, as plainly as we can tell. A config.json that is not JSON is the caller's:
+ * InvalidArgument, as a missing one is (the Go shim passes runc's bare "invalid character ..." on as
+ * Unknown). Bundle state we could not write beside runc (a full or read-only bundle) is named: runc
+ * could not write its log.json there either, so it said nothing we could read.
+ */
+export function createFailure(err: unknown, bundle: string, why: { specError?: Error; stateError?: unknown } = {}): TtrpcError {
+  const e = runtimeError(err, 'OCI runtime create failed');
+  if (why.specError) return invalidArgument(`bundle ${bundle}: config.json is not valid JSON (${why.specError.message}): ${e.message}`);
+  if (why.stateError) return new TtrpcError(e.code, `${e.message} (${why.stateError instanceof Error ? why.stateError.message : String(why.stateError)})`);
+  return e;
 }
 
 export const notFound = (what: string): TtrpcError => new TtrpcError(Code.NotFound, what);

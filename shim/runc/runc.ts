@@ -6,7 +6,18 @@ import { runCommand } from './command';
 import { RuncError } from './errors';
 
 export const DEFAULT_RUNC_ROOT = '/run/containerd/runc';
+/**
+ * How long any one runc invocation may take before it is killed and the request fails with
+ * DeadlineExceeded (a hung runtime must not hold a container forever); containerd's environment
+ * may set another (RUNCTS_RUNC_DEADLINE_MS).
+ */
 const DEFAULT_DEADLINE_MS = 60_000;
+export const DEADLINE_ENV = 'RUNCTS_RUNC_DEADLINE_MS';
+
+function defaultDeadline(): number {
+  const wanted = Number(process.env[DEADLINE_ENV]);
+  return Number.isFinite(wanted) && wanted > 0 ? wanted : DEFAULT_DEADLINE_MS;
+}
 
 export interface RuncConfig {
   binary: string;
@@ -154,19 +165,42 @@ export class Runc implements RuncApi {
   /** Run one runc command to completion; a failure carries the error runc logged during this call. */
   private async run(args: string[], o: RunOptions = {}): Promise<string> {
     const logOffset = fileSize(this.logPath);
-    const deadline = this.cfg.deadlineMs ?? DEFAULT_DEADLINE_MS;
-    const r = await runCommand(this.cfg.reaper, {
-      file: this.cfg.binary,
-      args: [...this.globalArgs(), ...args],
-      stdio: o.stdio,
-      capture: o.captureStdout ? 'stdout' : undefined,
-      deadlineMs: deadline,
-    });
+    const deadline = this.cfg.deadlineMs ?? defaultDeadline();
+    let r;
+    try {
+      r = await runCommand(this.cfg.reaper, {
+        file: this.cfg.binary,
+        args: [...this.globalArgs(), ...args],
+        stdio: o.stdio,
+        capture: o.captureStdout ? 'stdout' : undefined,
+        deadlineMs: deadline,
+      });
+    } catch (err) {
+      // The runtime never ran (BinaryName names no executable, ...): say which binary, and keep it a
+      // runtime failure (Unknown, as the Go shim's exec error), not an errno code: ENOENT is not the
+      // caller's container being NotFound.
+      throw new RuncError(args[0], -1, `cannot run the runtime binary ${this.cfg.binary}: ${(err as Error).message}`);
+    }
     if (r.timedOut) {
       throw Object.assign(new Error(`runc ${args[0]} did not finish within ${deadline} ms`), { code: 'ETIMEDOUT' });
     }
     if (r.status !== 0) throw new RuncError(args[0], r.status, lastLoggedError(this.logPath, logOffset));
     return r.output;
+  }
+}
+
+/**
+ * Remove a --pid-file and runc's temporary for it (`.<name>` beside it, opened O_EXCL): runc leaves
+ * the temporary behind when writing it fails (a full disk), and every later create with that pid
+ * file fails on it.
+ */
+export function removePidFile(file: string): void {
+  for (const f of [file, path.join(path.dirname(file), `.${path.basename(file)}`)]) {
+    try {
+      fs.rmSync(f, { force: true });
+    } catch {
+      /* a read-only bundle: nothing was written there either */
+    }
   }
 }
 

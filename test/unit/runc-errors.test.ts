@@ -11,13 +11,15 @@ import {
   RuncError,
   alreadyExists,
   codeForRuncMessage,
+  createFailure,
   failedPrecondition,
   invalidArgument,
   notFound,
   runtimeError,
   unimplemented,
 } from '../../shim/runc/errors';
-import { lastLoggedError } from '../../shim/runc/runc';
+import { Runc, lastLoggedError, removePidFile } from '../../shim/runc/runc';
+import type { Reaper } from '../../shim/framework/reaper';
 import { Code, TtrpcError, codeName } from '../../shim/framework/ttrpc';
 
 function expectCode(t: Test, msg: string, want: Code): void {
@@ -30,6 +32,17 @@ t.test('the container is not there: NotFound', async (t) => {
   expectCode(t, 'exec failed: container does not exist', Code.NotFound); // exec of an unknown id
   expectCode(t, 'container "x" does not exist', Code.NotFound); // older runc wording
   expectCode(t, 'Container Does Not Exist', Code.NotFound); // case-insensitive
+});
+
+t.test('"does not exist" of something a spec names is a failed create: Unknown, as the Go shim (not NotFound)', async (t) => {
+  // runc 1.1.5, create with linux.namespaces [{type: "bogus"}]
+  expectCode(t, 'runc create failed: namespace {"bogus" ""} does not exist', Code.Unknown);
+  expectCode(t, 'namespace "bogus" does not exist', Code.Unknown);
+  expectCode(t, 'rootfs (/x/rootfs) does not exist', Code.Unknown); // runc 1.0 wording for a missing root.path
+  expectCode(t, 'runc create failed: invalid rootfs: stat /x: no such file or directory', Code.Unknown); // runc 1.1.5
+  expectCode(t, 'error during container init: mount source /x does not exist', Code.Unknown);
+  // the container itself, whatever comes before it in the message, is still NotFound
+  expectCode(t, 'runc kill failed: container does not exist', Code.NotFound);
 });
 
 t.test('the process already finished: NotFound (as the Go shim\'s checkKillError)', async (t) => {
@@ -119,6 +132,32 @@ t.test('runtimeError: errno errors and anything else', async (t) => {
   t.equal(runtimeError('a string', 'ctx').message, 'ctx: a string');
   t.equal(runtimeError(undefined, 'ctx').message, 'ctx: undefined');
   t.equal(runtimeError(null, 'ctx').code, Code.Unknown);
+});
+
+t.test('createFailure: runc\'s failure, unless config.json is not JSON (InvalidArgument) or our bundle state failed too (named)', async (t) => {
+  const runc = new RuncError('create', 1, 'runc create failed: invalid character \'p\' looking for beginning of object key string');
+  let syntax: SyntaxError | undefined;
+  try {
+    JSON.parse('{"a": p');
+  } catch (err) {
+    syntax = err as SyntaxError;
+  }
+  const bad = createFailure(runc, '/b', { specError: syntax });
+  t.equal(bad.code, Code.InvalidArgument);
+  t.equal(bad.message, `bundle /b: config.json is not valid JSON (${syntax!.message}): OCI runtime create failed: runc create failed: invalid character 'p' looking for beginning of object key string`);
+
+  const full = createFailure(new RuncError('create', 1, ''), '/b', {
+    stateError: Object.assign(new Error('cannot write /b/options.json: ENOSPC: no space left on device, write'), { code: 'ENOSPC' }),
+  });
+  t.equal(full.code, Code.Unknown);
+  t.equal(full.message, 'OCI runtime create failed: runc create exited with status 1 (cannot write /b/options.json: ENOSPC: no space left on device, write)');
+  // the code stays runc's
+  t.equal(createFailure(new RuncError('create', 1, 'container with given ID already exists'), '/b', { stateError: new Error('x') }).code, Code.AlreadyExists);
+
+  const plain = createFailure(runc, '/b');
+  t.equal(plain.code, Code.Unknown);
+  t.equal(plain.message, 'OCI runtime create failed: runc create failed: invalid character \'p\' looking for beginning of object key string');
+  t.equal(createFailure(new TtrpcError(Code.NotFound, 'as is'), '/b').message, 'as is');
 });
 
 t.test('the short constructors carry their code', async (t) => {
@@ -212,4 +251,33 @@ t.test('lastLoggedError + codeForRuncMessage over a real runc 1.1 log', async (t
   fs.appendFileSync(log, '{"level":"error","msg":"cannot start an already running container","time":"2026-11-22T10:28:32Z"}\n');
   t.equal(lastLoggedError(log, offset), 'cannot start an already running container');
   t.equal(codeName(codeForRuncMessage(lastLoggedError(log, offset))), codeName(Code.FailedPrecondition));
+});
+
+t.test('a runtime binary that cannot be spawned: a RuncError naming it, Unknown (not NotFound from ENOENT)', async (t) => {
+  const reaper = {
+    spawn() {
+      throw Object.assign(new Error('ENOENT: No such file or directory, posix_spawn \'/nonexistent/runc-missing\''), { code: 'ENOENT' });
+    },
+  } as unknown as Reaper;
+  const runc = new Runc({ binary: '/nonexistent/runc-missing', root: '/run/x/ns', bundle: dir, reaper });
+  const err = await runc.create('c1', { bundle: dir, pidFile: path.join(dir, 'init.pid'), stdio: [-1, -1, -1] }).then(() => undefined, (e: unknown) => e);
+  t.ok(err instanceof RuncError, 'a RuncError');
+  t.equal((err as RuncError).command, 'create');
+  t.equal((err as Error).message, 'cannot run the runtime binary /nonexistent/runc-missing: ENOENT: No such file or directory, posix_spawn \'/nonexistent/runc-missing\'');
+  const te = runtimeError(err, 'OCI runtime create failed');
+  t.equal(codeName(te.code), codeName(Code.Unknown));
+  t.equal(te.message, 'OCI runtime create failed: cannot run the runtime binary /nonexistent/runc-missing: ENOENT: No such file or directory, posix_spawn \'/nonexistent/runc-missing\'');
+});
+
+t.test('removePidFile: the pid file and runc\'s .<name> temporary (left by a failed write, O_EXCL for the next create)', async (t) => {
+  const pid = path.join(dir, 'init.pid');
+  fs.writeFileSync(pid, '1');
+  fs.writeFileSync(path.join(dir, '.init.pid'), '');
+  fs.writeFileSync(path.join(dir, 'other'), '');
+  removePidFile(pid);
+  t.notOk(fs.existsSync(pid));
+  t.notOk(fs.existsSync(path.join(dir, '.init.pid')));
+  t.ok(fs.existsSync(path.join(dir, 'other')), 'nothing else');
+  removePidFile(pid); // nothing there: fine
+  removePidFile(path.join(dir, 'no-such-dir', 'x.pid'));
 });

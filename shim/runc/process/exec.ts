@@ -5,7 +5,7 @@ import type { Logger } from '../../framework/logger';
 import type { Reaper } from '../../framework/reaper';
 import { Code, TtrpcError } from '../../framework/ttrpc/codes';
 import type { ProcessIO, StdioPaths } from '../io';
-import { readPidFile, type RuncApi } from '../runc';
+import { readPidFile, removePidFile, type RuncApi } from '../runc';
 import { testDelay } from '../testhooks';
 import { ShimProcess, type LifecycleSink } from './lifecycle';
 import { check, exitOf, type ExitInfo, type StateKind } from './state';
@@ -48,7 +48,7 @@ export class ExecProcess extends ShimProcess {
       this.watch(this.reaper.wait(this.pid, exitsFrom));
     } finally {
       fs.rmSync(processFile, { force: true });
-      fs.rmSync(pidFile, { force: true });
+      removePidFile(pidFile);
     }
   }
 
