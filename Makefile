@@ -70,7 +70,8 @@ ITERATIONS ?= 10
 stress: build
 	node dist/test/integration/stress-ordering.js $(ITERATIONS)
 
-# Load and soak: 1,000 lifecycles and 10,000 execs through one shim (test/soak/main.ts;
+# Load and soak: 1,000 lifecycles and 10,000 execs through one shim, then 100,000 probe execs
+# (RUNCTS_SOAK_ONLY=soak or probes for one of them; test/soak/main.ts;
 # RUNCTS_SOAK_LIFECYCLES, RUNCTS_SOAK_EXECS, RUNCTS_SOAK_RSS_BOUND_KIB, ... override). Fails when an assertion does.
 soak: build
 	node dist/test/soak/main.js

@@ -226,8 +226,8 @@ export class DirectShims {
   }
 
   /** start, asserting it printed an address, then connect. */
-  async startAndConnect(t: Test, bundle: string, id: string, eventsSocket: string, stdin?: Buffer): Promise<DirectShim> {
-    const r = await this.start(bundle, id, eventsSocket, stdin);
+  async startAndConnect(t: Test, bundle: string, id: string, eventsSocket: string, stdin?: Buffer, production = false): Promise<DirectShim> {
+    const r = await this.start(bundle, id, eventsSocket, stdin, {}, production);
     if (r.code !== 0 || !r.stdout.startsWith('unix://')) throw new Error(`start failed (${r.code}): ${r.stderr}`);
     const shim = await connectShim(r.stdout);
     t.teardown(() => shim.client.close());
