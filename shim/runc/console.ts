@@ -12,7 +12,7 @@ import * as path from 'node:path';
 import { Writable } from 'node:stream';
 import type { Logger } from '../framework/logger';
 import { native, type FdWatch } from '../framework/native';
-import { openDestination, settlesWithin, StdinFifo } from './destination';
+import { openDestination, outputQuiet, settlesWithin, StdinFifo } from './destination';
 import type { ProcessIO, StdioPaths } from './io';
 
 /** As the Go shim: runc must connect and send the master within this time. */
@@ -26,6 +26,9 @@ export class ConsoleIO implements ProcessIO {
   private readonly cleanups: Array<() => void> = [];
   private outputDone!: () => void;
   private readonly output = new Promise<void>((r) => { this.outputDone = r; });
+  /** Where the terminal's output goes, and when the last of it was read (drained()'s quiet check). */
+  private destination: Writable | undefined;
+  private lastOutputAt = 0;
 
   private constructor(
     private readonly paths: StdioPaths,
@@ -101,6 +104,7 @@ export class ConsoleIO implements ProcessIO {
       return;
     }
     const dst = openDestination(this.paths.stdout);
+    this.destination = dst;
     this.cleanups.push(() => dst.destroy());
     dst.on('error', (err) => this.log.debug({ err }, 'terminal output destination failed'));
     dst.once('close', () => this.outputDone());
@@ -127,6 +131,7 @@ export class ConsoleIO implements ProcessIO {
         return end();
       }
       if (n === 0) return end();
+      this.lastOutputAt = Date.now();
       if (!dst.write(Buffer.from(buf.subarray(0, n)))) {
         watch?.close();
         watch = undefined;
@@ -164,8 +169,14 @@ export class ConsoleIO implements ProcessIO {
     this.cleanups.push(() => reader.destroy());
   }
 
-  drained(timeoutMs: number): Promise<boolean> {
-    return settlesWithin(this.output, timeoutMs);
+  /** As PipeIO's: the end of output, or its going quiet with all of it written out, or false after timeoutMs. */
+  async drained(timeoutMs: number): Promise<boolean> {
+    const quiet = outputQuiet(() => this.lastOutputAt, () => (this.destination?.writableLength ?? 0) === 0);
+    try {
+      return await settlesWithin(Promise.race([this.output, quiet.done]), timeoutMs);
+    } finally {
+      quiet.cancel();
+    }
   }
 
   closeStdin(): void {

@@ -15,7 +15,7 @@ import type { Logger } from '../framework/logger';
 import { native } from '../framework/native';
 import type { Reaper } from '../framework/reaper';
 import { ConsoleIO } from './console';
-import { openDestination, settlesWithin, StdinFifo } from './destination';
+import { openDestination, outputQuiet, settlesWithin, StdinFifo } from './destination';
 import { invalidArgument } from './errors';
 import { BinaryIO } from './io-binary';
 
@@ -86,10 +86,6 @@ export async function createIO(paths: StdioPaths, ctx: IOContext): Promise<Proce
       throw invalidArgument(`unknown STDIO scheme ${scheme}`);
   }
 }
-
-/** drained(): output that stopped this long ago, all flushed, is all the process wrote before its exit. */
-const QUIET_MS = 100;
-const QUIET_RECHECK_MS = 10;
 
 export class PipeIO implements ProcessIO {
   /** Child-side fds for runc: [stdin, stdout, stderr]; -1 is /dev/null. */
@@ -182,35 +178,19 @@ export class PipeIO implements ProcessIO {
 
   /**
    * After the exit: resolves when stdout and stderr reached EOF and were flushed, or when they
-   * went quiet — nothing read for QUIET_MS and every sink flushed, so what the process wrote
+   * went quiet — nothing read for a while and every sink flushed (outputQuiet), so what the process wrote
    * before it exited is out even though a background child of it holds the pipe (`sh -c "sleep 60
    * & echo ok"`) — or false after `timeoutMs` (a reader too slow to take it all). The copy goes on
    * either way until the process is deleted.
    */
   async drained(timeoutMs: number): Promise<boolean> {
     if (this.copies.length === 0) return true;
-    const quiet = this.quiet(QUIET_MS);
+    const quiet = outputQuiet(() => this.lastOutputAt, () => this.sinks.every((w) => w.writableLength === 0));
     try {
       return await settlesWithin(Promise.race([Promise.all(this.copies), quiet.done]), timeoutMs);
     } finally {
       quiet.cancel();
     }
-  }
-
-  private quiet(quietMs: number): { done: Promise<void>; cancel(): void } {
-    let timer: NodeJS.Timeout | undefined;
-    // Quiet counts from now (the exit) at the earliest: bytes written just before the exit may
-    // still be in the pipe, unread, when the exit arrives.
-    const since = Date.now();
-    const done = new Promise<void>((resolve) => {
-      const check = () => {
-        const idleMs = Date.now() - Math.max(this.lastOutputAt, since);
-        if (idleMs >= quietMs && this.sinks.every((w) => w.writableLength === 0)) resolve();
-        else timer = setTimeout(check, Math.max(quietMs - idleMs, QUIET_RECHECK_MS));
-      };
-      check();
-    });
-    return { done, cancel: () => clearTimeout(timer) };
   }
 
   closeStdin(): void {

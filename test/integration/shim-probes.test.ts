@@ -1,7 +1,8 @@
 // What a liveness probe costs and how the exit of a process whose pipe stays open is reported:
 // - one exec spawns exactly one process of the shim's (`runc exec`: the execve calls of the
 //   shim's children, counted with strace), and State, Pids, Stats and Wait spawn none;
-// - `sh -c "sleep 60 & echo ok"`, as an exec and as an init without its own pid namespace: its exit
+// - `sh -c "sleep 60 & echo ok"`, as an exec (with and without a terminal) and as an init without
+//   its own pid namespace: its exit
 //   is reported (Wait and TaskExit) within a second with `ok` delivered, though the background
 //   sleep holds the pipe; output written before the exit is never lost, and a reader too slow to
 //   take it all holds the report back for a bounded time only.
@@ -162,6 +163,28 @@ t.test('sh -c "sleep 60 & echo ok" as an exec: exit reported within a second, ok
   await cleanup(shim, id);
 });
 
+t.test('the same with a terminal (kubectl exec -t): exit reported within a second, ok delivered', async (t) => {
+  const id = 'drain-tty';
+  const { shim } = await runningContainer(t, id);
+  const fifo = new FifoReader(path.join(shims.root, 'drain-tty.fifo'));
+  t.teardown(() => fifo.close());
+  // The hang-up at the shell's exit would end a plain background child: this one ignores SIGHUP
+  // and keeps the terminal open.
+  const spec = execSpec(['sh', '-c', "trap '' HUP; sleep 60 & echo ok"]);
+  spec.value = Buffer.from(JSON.stringify({ ...JSON.parse(spec.value.toString()), terminal: true }));
+  await shim.call('Exec', { id, exec_id: 'tty', terminal: true, stdin: '', stdout: fifo.file, stderr: '', spec });
+  const started = Date.now();
+  const waiting = shim.call('Wait', { id, exec_id: 'tty' });
+  await shim.call('Start', { id, exec_id: 'tty' });
+  const w = await waiting;
+  const ms = Date.now() - started;
+  t.equal(w.exit_status, 0, 'the shell exits 0');
+  t.ok(ms < 1000, `Wait returned ${ms} ms after Start (the sleep still holds the terminal)`);
+  t.ok(await fifo.waitFor(() => fifo.text.includes('ok'), 1000), `ok delivered (${JSON.stringify(fifo.text)})`);
+  await shim.call('Delete', { id, exec_id: 'tty' });
+  await cleanup(shim, id);
+});
+
 t.test('the same as an init without its own pid namespace: exit and TaskExit within a second', async (t) => {
   const id = 'drain-init';
   const events = shims.events(id);
@@ -226,5 +249,5 @@ t.test('output written before the exit is never lost: 4 MiB then exit, a backgro
 });
 
 t.test('nothing is left behind', async (t) => {
-  await shims.assertNothingLeft(t, 4);
+  await shims.assertNothingLeft(t, 5);
 });

@@ -266,6 +266,8 @@ function bundleSpec(id: string, args: string[], opts: BundleOptions) {
     mounts: [
       { destination: '/proc', type: 'proc', source: 'proc' },
       { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
+      // As containerd's default spec: terminals need their own pts instance.
+      { destination: '/dev/pts', type: 'devpts', source: 'devpts', options: ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620', 'gid=5'] },
     ],
     annotations: opts.annotations ?? {},
     linux: {
