@@ -95,7 +95,7 @@ export function listenPrivately(server: net.Server, opts: net.ListenOptions | { 
 export function ensureSocketDir(dir = SOCKET_DIR): void {
   fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
   const mode = fs.statSync(dir).mode & 0o777;
-  if (mode & 0o077) fs.chmodSync(dir, (mode & 0o700) | 0o700);
+  if (mode & 0o077) fs.chmodSync(dir, 0o700);
 }
 
 /** The peer of a connected unix socket as the kernel recorded it at connect time (SO_PEERCRED). */

@@ -152,7 +152,11 @@ export class Container {
    */
   pids(): number[] {
     const cg = this.loadCgroup();
-    if (!cg) return this.initProcess && this.initProcess.pid > 0 && this.initProcess.state.kind !== 'stopped' && this.initProcess.state.kind !== 'deleted' ? [this.initProcess.pid] : [];
+    if (!cg) {
+      const init = this.initProcess;
+      const live = init !== undefined && init.pid > 0 && init.state.kind !== 'stopped' && init.state.kind !== 'deleted';
+      return live ? [init.pid] : [];
+    }
     try {
       return cg.processes();
     } catch (err) {
