@@ -112,8 +112,8 @@ export function sameUserOnly(
   uid = process.geteuid?.() ?? 0,
 ): (socket: net.Socket) => boolean {
   return (socket) => {
-    const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
-    if (typeof fd !== 'number' || fd < 0) return false;
+    const fd = handleFd(socket);
+    if (fd === undefined) return false;
     const peer = peerCredentials(fd);
     if (peer.uid === uid) return true;
     warn({ peer }, `refusing a connection from uid ${peer.uid}: the shim serves uid ${uid} only`);
@@ -121,10 +121,16 @@ export function sameUserOnly(
   };
 }
 
+/** The fd behind a net.Server or net.Socket (libuv's handle), or undefined when it has none. */
+function handleFd(s: net.Server | net.Socket): number | undefined {
+  const fd = (s as unknown as { _handle?: { fd?: number } })._handle?.fd;
+  return typeof fd === 'number' && fd >= 0 ? fd : undefined;
+}
+
 /** The listening fd behind a net.Server, to hand to the daemon as fd 3. */
 export function serverFd(server: net.Server): number {
-  const fd = (server as unknown as { _handle?: { fd?: number } })._handle?.fd;
-  if (typeof fd !== 'number' || fd < 0) throw new Error('listening socket has no fd');
+  const fd = handleFd(server);
+  if (fd === undefined) throw new Error('listening socket has no fd');
   return fd;
 }
 

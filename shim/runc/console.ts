@@ -12,7 +12,7 @@ import * as path from 'node:path';
 import { Writable } from 'node:stream';
 import type { Logger } from '../framework/logger';
 import { native, type FdWatch } from '../framework/native';
-import { openDestination, outputQuiet, settlesWithin, StdinFifo } from './destination';
+import { drainedOrQuiet, openDestination, StdinFifo } from './destination';
 import type { ProcessIO, StdioPaths } from './io';
 
 /** As the Go shim: runc must connect and send the master within this time. */
@@ -170,13 +170,8 @@ export class ConsoleIO implements ProcessIO {
   }
 
   /** As PipeIO's: the end of output, or its going quiet with all of it written out, or false after timeoutMs. */
-  async drained(timeoutMs: number): Promise<boolean> {
-    const quiet = outputQuiet(() => this.lastOutputAt, () => (this.destination?.writableLength ?? 0) === 0);
-    try {
-      return await settlesWithin(Promise.race([this.output, quiet.done]), timeoutMs);
-    } finally {
-      quiet.cancel();
-    }
+  drained(timeoutMs: number): Promise<boolean> {
+    return drainedOrQuiet(this.output, () => this.lastOutputAt, () => (this.destination?.writableLength ?? 0) === 0, timeoutMs);
   }
 
   closeStdin(): void {

@@ -42,31 +42,36 @@ export class StdinFifo {
   }
 }
 
-/** true when `p` settles within `ms`, false when the time runs out first (output still open). */
 /** Output that stopped this long ago, all flushed, is all a process wrote before its exit. */
 export const QUIET_MS = 100;
 const QUIET_RECHECK_MS = 10;
 
 /**
- * After a process's exit: resolves once no output was read for QUIET_MS (counted from now at the
- * earliest: bytes written just before the exit may still wait, unread, in the pipe or pty) and
- * `flushed()` holds — what the process wrote before it exited is delivered even though a child of
- * it keeps the pipe open. cancel() stops the checks.
+ * A process's stdio after its exit: true once `end` settles (EOF, everything flushed), or once the
+ * output went quiet — nothing read for QUIET_MS, counted from now at the earliest (bytes written
+ * just before the exit may still wait, unread, in the pipe or pty), and `flushed()` — so what the
+ * process wrote before it exited is delivered even though a child of it keeps the pipe open;
+ * false after `timeoutMs` (a reader too slow to take it all).
  */
-export function outputQuiet(lastOutputAt: () => number, flushed: () => boolean, quietMs = QUIET_MS): { done: Promise<void>; cancel(): void } {
+export async function drainedOrQuiet(end: Promise<unknown>, lastOutputAt: () => number, flushed: () => boolean, timeoutMs: number): Promise<boolean> {
   let timer: NodeJS.Timeout | undefined;
   const since = Date.now();
-  const done = new Promise<void>((resolve) => {
+  const quiet = new Promise<void>((resolve) => {
     const check = () => {
       const idleMs = Date.now() - Math.max(lastOutputAt(), since);
-      if (idleMs >= quietMs && flushed()) resolve();
-      else timer = setTimeout(check, Math.max(quietMs - idleMs, QUIET_RECHECK_MS));
+      if (idleMs >= QUIET_MS && flushed()) resolve();
+      else timer = setTimeout(check, Math.max(QUIET_MS - idleMs, QUIET_RECHECK_MS));
     };
     check();
   });
-  return { done, cancel: () => clearTimeout(timer) };
+  try {
+    return await settlesWithin(Promise.race([end, quiet]), timeoutMs);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
+/** true when `p` settles within `ms`, false when the time runs out first (output still open). */
 export async function settlesWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
   let timer: NodeJS.Timeout | undefined;
   try {

@@ -15,7 +15,7 @@ import type { Logger } from '../framework/logger';
 import { native } from '../framework/native';
 import type { Reaper } from '../framework/reaper';
 import { ConsoleIO } from './console';
-import { openDestination, outputQuiet, settlesWithin, StdinFifo } from './destination';
+import { drainedOrQuiet, openDestination, StdinFifo } from './destination';
 import { invalidArgument } from './errors';
 import { BinaryIO } from './io-binary';
 
@@ -178,19 +178,14 @@ export class PipeIO implements ProcessIO {
 
   /**
    * After the exit: resolves when stdout and stderr reached EOF and were flushed, or when they
-   * went quiet — nothing read for a while and every sink flushed (outputQuiet), so what the process wrote
+   * went quiet — nothing read for a while and every sink flushed (drainedOrQuiet), so what the process wrote
    * before it exited is out even though a background child of it holds the pipe (`sh -c "sleep 60
    * & echo ok"`) — or false after `timeoutMs` (a reader too slow to take it all). The copy goes on
    * either way until the process is deleted.
    */
   async drained(timeoutMs: number): Promise<boolean> {
     if (this.copies.length === 0) return true;
-    const quiet = outputQuiet(() => this.lastOutputAt, () => this.sinks.every((w) => w.writableLength === 0));
-    try {
-      return await settlesWithin(Promise.race([Promise.all(this.copies), quiet.done]), timeoutMs);
-    } finally {
-      quiet.cancel();
-    }
+    return drainedOrQuiet(Promise.all(this.copies), () => this.lastOutputAt, () => this.sinks.every((w) => w.writableLength === 0), timeoutMs);
   }
 
   closeStdin(): void {

@@ -5,7 +5,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { DEFAULT_FS, type CgroupFs } from './index';
-import { mountRootOf, parseProcCgroup, readProcCgroup } from './paths';
+import { parseProcCgroup, readProcCgroup, v1Paths, type ProcCgroup } from './paths';
 import { readText } from './read';
 
 /** Move pid into the cgroup `group` (an absolute cgroup path); returns the directories joined. */
@@ -19,24 +19,15 @@ export function joinCgroup(group: string, pid: number, fsRoots: Partial<CgroupFs
     addProc(dir, pid, group);
     return [dir];
   }
-  // v1: the hierarchies this host mounts are the ones our own process is in.
+  // v1: the hierarchies this host mounts are the ones our own process is in; v1Paths resolves
+  // the path in each (relative to its mount root) and keeps those where it exists.
   const own = parseProcCgroup(readProcCgroup(roots.procRoot, pid));
-  const mountinfo = readText(path.join(roots.procRoot, 'self', 'mountinfo'));
+  const wanted: ProcCgroup = { legacy: new Map([...own.legacy.keys()].map((subsystem) => [subsystem, group])), unified: undefined };
+  const dirs = v1Paths(wanted, readText(path.join(roots.procRoot, 'self', 'mountinfo')), roots.cgroupRoot);
   const joined: string[] = [];
   const seen = new Set<string>();
-  for (const subsystem of own.legacy.keys()) {
-    const root = mountRootOf(mountinfo, subsystem);
-    if (root === undefined) continue;
-    const rel = path.relative(root, group);
-    if (rel.startsWith('..')) continue;
-    const name = subsystem.startsWith('name=') ? subsystem.slice('name='.length) : subsystem;
-    const dir = path.join(roots.cgroupRoot, name, rel);
-    let real: string;
-    try {
-      real = fs.realpathSync(dir); // cpu and cpuacct are one hierarchy
-    } catch {
-      continue; // not in this hierarchy
-    }
+  for (const dir of Object.values(dirs)) {
+    const real = fs.realpathSync(dir); // cpu and cpuacct are one hierarchy
     if (seen.has(real)) continue;
     seen.add(real);
     addProc(dir, pid, group);
