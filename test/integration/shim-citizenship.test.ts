@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import t from 'tap';
 import {
-  DIRECT_NS, DirectShims, SHIM, STATUS, alive, connectShim, encodeAny, optionsAny, run, waitGone, withoutNodeOptions, type DirectShim,
+  DIRECT_NS, DirectShims, SHIM, STATUS, alive, connectShim, encodeAny, optionsAny, retireShim, run, waitGone, withoutNodeOptions, type DirectShim,
 } from './harness';
 
 let shims: DirectShims;
@@ -77,11 +77,7 @@ t.test('ShimCgroup: the shim joins it in every hierarchy that has it; OOM score 
   await shim.call('Start', { id, exec_id: '' });
   t.equal((await shim.call('State', { id, exec_id: '' })).status, STATUS.RUNNING);
   t.not(cgroupsOf(created.pid).get('memory'), shimGroup, 'the container is not in the shim\'s cgroup');
-  await shim.call('Kill', { id, exec_id: '', signal: 9, all: false });
-  await shim.call('Wait', { id, exec_id: '' });
-  await shim.call('Delete', { id, exec_id: '' });
-  await shim.call('Shutdown', { id, now: false });
-  t.ok(await waitGone(shim.pid), 'shim exits');
+  t.ok(await retireShim(shim, [id]), 'shim exits');
 });
 
 t.test('the OOM score is clamped at 1000; a ShimCgroup that does not exist fails the start, leaving nothing', async (t) => {
@@ -159,13 +155,7 @@ t.test('idle: one shim with 10 running containers uses no CPU for 60 s (no polli
   t.ok(switches <= seconds, `at most one wake-up a second over all threads: ${switches} in ${seconds} s`);
   t.ok(ids.length === 10 && alive(s.pid), 'the shim is alive');
 
-  for (const id of ids) {
-    await s.call('Kill', { id, exec_id: '', signal: 9, all: false });
-    await s.call('Wait', { id, exec_id: '' });
-    await s.call('Delete', { id, exec_id: '' });
-  }
-  await s.call('Shutdown', { id: ids[0], now: false });
-  t.ok(await waitGone(s.pid), 'shim exits');
+  t.ok(await retireShim(s, ids), 'shim exits');
 });
 
 t.test('nothing is left behind', async (t) => {

@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import t from 'tap';
-import { DirectShims, STATUS, connectShim, execSpec, waitGone } from './harness';
+import { DirectShims, STATUS, execSpec, waitGone } from './harness';
 
 let shims: DirectShims;
 t.before(async () => {
@@ -110,7 +110,6 @@ t.test('SIGUSR1: containers, processes, pending execs, queued events and fds in 
   t.same(empty?.tasks.containers, [], 'after Delete the dump lists no container');
   await shim.call('Shutdown', { id, now: false });
   t.ok(await waitGone(shim.pid), 'shim exits');
-  void connectShim;
 });
 
 t.test('nothing is left behind', async (t) => {

@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import t from 'tap';
 import { Code } from '../../shim/framework/ttrpc';
-import { DirectShims, STATUS, alive, execSpec, expectStatus, optionsAny, waitGone } from './harness';
+import { DirectShims, STATUS, alive, connectShim, execSpec, expectStatus, optionsAny, retireShim, waitGone } from './harness';
 
 let shims: DirectShims;
 t.before(async () => {
@@ -35,7 +35,7 @@ t.test('a runc call that hangs for one container blocks nothing of another; it e
   t.equal(first.code, 0, 'start (stuck)');
   const second = await shims.start(bOther, other, events.socket, undefined, env);
   t.equal(second.stdout, first.stdout, 'one shim for the pod');
-  const shim = await (await import('./harness')).connectShim(first.stdout);
+  const shim = await connectShim(first.stdout);
   t.teardown(() => shim.client.close());
   await shim.call('Create', shims.createReq(stuck, bStuck, { options: optionsAny({ binary_name: wrapper }) }));
   await shim.call('Start', { id: stuck, exec_id: '' });
@@ -91,13 +91,7 @@ t.test('a runc call that hangs for one container blocks nothing of another; it e
 
   // Cleanup: runc directly for the stuck container (its wrapper would hang again on kill).
   fs.writeFileSync(wrapper, '#!/bin/sh\nexec runc "$@"\n', { mode: 0o755 });
-  for (const id of [stuck, other]) {
-    await shim.call('Kill', { id, exec_id: '', signal: 9, all: false });
-    await shim.call('Wait', { id, exec_id: '' });
-    await shim.call('Delete', { id, exec_id: '' });
-  }
-  await shim.call('Shutdown', { id: other, now: false });
-  t.ok(await waitGone(shim.pid), 'shim exits');
+  t.ok(await retireShim(shim, [stuck, other]), 'shim exits');
 });
 
 t.test('nothing is left behind', async (t) => {

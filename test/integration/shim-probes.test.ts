@@ -11,7 +11,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import t, { type Test } from 'tap';
-import { DirectShims, STATUS, execSpec, waitGone, type DirectShim } from './harness';
+import { DirectShims, STATUS, execSpec, retireShim, waitGone, type DirectShim } from './harness';
 
 let shims: DirectShims;
 t.before(async () => {
@@ -94,14 +94,6 @@ async function runningContainer(t: Test, id: string, args = ['sleep', '1000']): 
   return { shim, bundle, pid: created.pid };
 }
 
-async function cleanup(shim: DirectShim, id: string): Promise<void> {
-  await shim.call('Kill', { id, exec_id: '', signal: 9, all: true });
-  await shim.call('Wait', { id, exec_id: '' });
-  await shim.call('Delete', { id, exec_id: '' });
-  await shim.call('Shutdown', { id, now: false });
-  await waitGone(shim.pid);
-}
-
 t.test('a probe exec spawns exactly one runc; State, Pids, Stats and Wait spawn nothing', async (t) => {
   const id = 'probe';
   const { shim, bundle, pid } = await runningContainer(t, id);
@@ -141,7 +133,7 @@ t.test('a probe exec spawns exactly one runc; State, Pids, Stats and Wait spawn 
   // No per-exec file is left in the bundle.
   const files = fs.readdirSync(bundle).sort();
   t.notOk(files.some((f) => /^p\d+|exec|process|\.pid$/.test(f) && f !== 'init.pid'), `bundle holds no per-exec file (${files.join(' ')})`);
-  await cleanup(shim, id);
+  t.ok(await retireShim(shim, [id]), 'shim exits');
 });
 
 t.test('sh -c "sleep 60 & echo ok" as an exec: exit reported within a second, ok delivered', async (t) => {
@@ -160,7 +152,7 @@ t.test('sh -c "sleep 60 & echo ok" as an exec: exit reported within a second, ok
   t.ok(await fifo.waitFor(() => fifo.text === 'ok\n', 1000), `ok delivered (${JSON.stringify(fifo.text)})`);
   t.equal((await shim.call('State', { id, exec_id: 'bg' })).status, STATUS.STOPPED, 'State of the exec: STOPPED');
   await shim.call('Delete', { id, exec_id: 'bg' });
-  await cleanup(shim, id);
+  t.ok(await retireShim(shim, [id]), 'shim exits');
 });
 
 t.test('the same with a terminal (kubectl exec -t): exit reported within a second, ok delivered', async (t) => {
@@ -182,7 +174,7 @@ t.test('the same with a terminal (kubectl exec -t): exit reported within a secon
   t.ok(ms < 1000, `Wait returned ${ms} ms after Start (the sleep still holds the terminal)`);
   t.ok(await fifo.waitFor(() => fifo.text.includes('ok'), 1000), `ok delivered (${JSON.stringify(fifo.text)})`);
   await shim.call('Delete', { id, exec_id: 'tty' });
-  await cleanup(shim, id);
+  t.ok(await retireShim(shim, [id]), 'shim exits');
 });
 
 t.test('the same as an init without its own pid namespace: exit and TaskExit within a second', async (t) => {
@@ -245,7 +237,7 @@ t.test('output written before the exit is never lost: 4 MiB then exit, a backgro
   t.ok(slow.text.endsWith('yEND\n'), 'in order, to the last line');
   await shim.call('Delete', { id, exec_id: 'fast' });
   await shim.call('Delete', { id, exec_id: 'slow' });
-  await cleanup(shim, id);
+  t.ok(await retireShim(shim, [id]), 'shim exits');
 });
 
 t.test('nothing is left behind', async (t) => {

@@ -84,6 +84,20 @@ export async function connectShim(address: string, ns = DIRECT_NS): Promise<Dire
   return { address, client, pid: c.shim_pid, call };
 }
 
+/**
+ * The end of a test's shim: SIGKILL every process of each container, wait for it, delete it, then
+ * Shutdown (as containerd does after the last delete); true once the shim process is gone.
+ */
+export async function retireShim(shim: DirectShim, ids: string[]): Promise<boolean> {
+  for (const id of ids) {
+    await shim.call('Kill', { id, exec_id: '', signal: 9, all: true });
+    await shim.call('Wait', { id, exec_id: '' });
+    await shim.call('Delete', { id, exec_id: '' });
+  }
+  await shim.call('Shutdown', { id: ids[0] ?? '', now: false });
+  return waitGone(shim.pid);
+}
+
 /** Assert that a call fails with a ttrpc status of the given code. */
 export async function expectStatus(t: Test, p: Promise<unknown>, code: Code, what: string): Promise<TtrpcError | undefined> {
   try {
