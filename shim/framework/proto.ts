@@ -18,6 +18,9 @@ export const PROTO_FILES = [
   'containerd/services/ttrpc/events/v1/events.proto',
   'containerd/runc/options/oci.proto',
   'containerd/runtimeoptions/v1/api.proto',
+  'containerd/linux/runctypes/runc.proto',
+  'containerd/types/introspection.proto',
+  'containerd/runtime/bootstrap/v1/bootstrap.proto',
   'cgroups/stats/v1/metrics.proto',
   'cgroups/stats/v2/metrics.proto',
 ];

@@ -36,6 +36,7 @@ const PAIRS: Pair[] = [
     // config_body = 3 arrived in containerd 1.7; Debian's 1.6 file does not have it yet.
     newerFields: { 'runtimeoptions.v1.Options': ['config_body'] },
   },
+  { ours: 'containerd/linux/runctypes/runc.proto', upstream: 'containerd/runtime/linux/runctypes/runc.proto', pkg: 'containerd.linux.runc', debPackage: 'golang-github-containerd-containerd-dev' },
   { ours: 'cgroups/stats/v1/metrics.proto', upstream: 'cgroups/stats/v1/metrics.proto', pkg: 'io.containerd.cgroups.v1', debPackage: 'golang-github-containerd-cgroups-dev' },
   { ours: 'cgroups/stats/v2/metrics.proto', upstream: 'cgroups/v2/stats/metrics.proto', pkg: 'io.containerd.cgroups.v2', debPackage: 'golang-github-containerd-cgroups-dev' },
 ];
