@@ -7,7 +7,7 @@ import { hasOwnPidNamespace, writeBundleState, type RuncOptions } from './bundle
 import { toTimestamp } from '../framework/publisher';
 import { alreadyExists, createFailure, failedPrecondition, invalidArgument, notFound, runtimeError, unimplemented } from './errors';
 import { criuStatus } from './criu';
-import { createIO, type IOContext, type ProcessIO, type StdioPaths } from './io';
+import { createIO, type IOContext, type PipeOwner, type ProcessIO, type StdioPaths } from './io';
 import { mountAll, unmountAll, type MountSpec } from './mount';
 import { ExitOrdering } from './ordering';
 import { ExecProcess } from './process/exec';
@@ -59,8 +59,13 @@ function specSyntaxError(bundle: string): SyntaxError | undefined {
   return undefined;
 }
 
-function ioContext(id: string, deps: ContainerDeps): IOContext {
-  return { id, namespace: deps.namespace, reaper: deps.reaper, log: deps.log };
+function ioContext(id: string, deps: ContainerDeps, owner: PipeOwner | undefined): IOContext {
+  return { id, namespace: deps.namespace, reaper: deps.reaper, log: deps.log, owner };
+}
+
+/** IoUid/IoGid: set only when either is (0/0 is who owns the pipes anyway). */
+function pipeOwner(opts: RuncOptions): PipeOwner | undefined {
+  return opts.io_uid || opts.io_gid ? { uid: opts.io_uid ?? 0, gid: opts.io_gid ?? 0 } : undefined;
 }
 
 export class Container {
@@ -79,6 +84,7 @@ export class Container {
     readonly rootfs: string,
     private readonly runc: RuncApi,
     private readonly deps: ContainerDeps,
+    private readonly pipeOwner?: PipeOwner,
   ) {
     this.ordering = new ExitOrdering(undefined, (pending) =>
       deps.log.error({ id, pending }, 'init exit held too long for exec exits; publishing it anyway'));
@@ -218,7 +224,7 @@ export class Container {
           throw runtimeError(err, 'failed to mount rootfs component');
         }
       }
-      io = await createIO(stdio, ioContext(r.id, deps));
+      io = await createIO(stdio, ioContext(r.id, deps, pipeOwner(opts)));
       const pidFile = path.join(r.bundle, 'init.pid');
       // Exits collected from here on may be the init's (it is reparented to us when runc create exits).
       const exitsFrom = deps.reaper.mark();
@@ -245,7 +251,7 @@ export class Container {
       // Read the pid only after runc create returned: the pid file is written by rename (complete), but its
       // exit may already have been reaped; InitProcess claims it from the reaper either way.
       const pid = readPidFile(pidFile);
-      const c = new Container(r.id, r.bundle, rootfs, runc, deps);
+      const c = new Container(r.id, r.bundle, rootfs, runc, deps, pipeOwner(opts));
       c.initProcess = new InitProcess(
         r.id, pid, r.bundle, stdio, io, runc, killAllOnExit, c.sink, deps.log, deps.reaper.wait(pid, exitsFrom),
       );
@@ -285,7 +291,7 @@ export class Container {
     this.execIdsReserved.add(r.exec_id);
     let io: ProcessIO;
     try {
-      io = await createIO(stdio, ioContext(this.id, this.deps));
+      io = await createIO(stdio, ioContext(this.id, this.deps, this.pipeOwner));
     } finally {
       this.execIdsReserved.delete(r.exec_id);
     }

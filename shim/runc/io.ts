@@ -65,6 +65,13 @@ export interface IOContext {
   namespace: string;
   reaper: Reaper;
   log: Logger;
+  /** IoUid/IoGid of the runtime options: who owns the pipes the process reads and writes. */
+  owner?: PipeOwner;
+}
+
+export interface PipeOwner {
+  uid: number;
+  gid: number;
 }
 
 /** The one factory: terminal, else by the stdout URI's scheme. */
@@ -73,12 +80,12 @@ export async function createIO(paths: StdioPaths, ctx: IOContext): Promise<Proce
   const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(paths.stdout)?.[1]?.toLowerCase() ?? 'fifo';
   switch (scheme) {
     case 'fifo':
-      return PipeIO.create(paths);
+      return PipeIO.create(paths, ctx.owner);
     case 'file': {
       // Both streams appended to one file, as the Go shim does.
       const file = new URL(paths.stdout).pathname;
       fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o755 });
-      return PipeIO.create({ ...paths, stdout: file, stderr: file });
+      return PipeIO.create({ ...paths, stdout: file, stderr: file }, ctx.owner);
     }
     case 'binary':
       return BinaryIO.create(paths, new URL(paths.stdout), ctx);
@@ -102,12 +109,15 @@ export class PipeIO implements ProcessIO {
 
   private constructor(readonly paths: StdioPaths) {}
 
-  static create(paths: StdioPaths): PipeIO {
+  static create(paths: StdioPaths, owner?: PipeOwner): PipeIO {
     const io = new PipeIO(paths);
     try {
       if (paths.stdin) [io.childFds[0], io.parentFds[0]] = native().pipe();
       if (paths.stdout) [io.parentFds[1], io.childFds[1]] = native().pipe();
       if (paths.stderr) [io.parentFds[2], io.childFds[2]] = native().pipe();
+      // As the Go shim (go-runc's NewPipeIO): a process running as another user, e.g. mapped in a
+      // user namespace, can then reopen its stdio through /proc/self/fd.
+      if (owner) for (const fd of io.childFds) if (fd >= 0) fs.fchownSync(fd, owner.uid, owner.gid);
     } catch (err) {
       io.close();
       throw err;

@@ -2,7 +2,7 @@
 // containerd.runc.v1.Options as ctr and the Go shim's users send it, or runtimeoptions.v1.Options
 // as the CRI plugin sends it to runtime types other than runc's own: the handler's `options` table
 // as TOML (in config_body, or in the file at config_path) with the same keys (BinaryName, Root,
-// SystemdCgroup, ...).
+// SystemdCgroup, ...), or containerd.linux.runc.CreateOptions as containerd 1.x clients send it.
 import * as fs from 'node:fs';
 import { parse as parseToml } from 'smol-toml';
 import { messageType } from '../framework/proto';
@@ -11,6 +11,43 @@ import { invalidArgument } from './errors';
 
 const RUNC_OPTIONS = 'containerd.runc.v1.Options';
 const CRI_OPTIONS = 'runtimeoptions.v1.Options';
+/**
+ * The v1 runtime's create options: containerd 1.x clients (ctr, the Go client's WithNoPivotRoot,
+ * WithShimCgroup, WithUIDOwner...) send them for every runtime not named io.containerd.runc.*.
+ */
+const LEGACY_CREATE_OPTIONS = 'containerd.linux.runc.CreateOptions';
+const OPTION_TYPES = [RUNC_OPTIONS, CRI_OPTIONS, LEGACY_CREATE_OPTIONS];
+
+interface LegacyCreateOptions {
+  no_pivot_root?: boolean;
+  no_new_keyring?: boolean;
+  shim_cgroup?: string;
+  io_uid?: number;
+  io_gid?: number;
+  criu_work_path?: string;
+  criu_image_path?: string;
+  // Restore-only settings of the v1 runtime (criu restore): runcts does not restore.
+  open_tcp?: boolean;
+  external_unix_sockets?: boolean;
+  terminal?: boolean;
+  file_locks?: boolean;
+  empty_namespaces?: string[];
+  cgroups_mode?: string;
+}
+const RESTORE_ONLY: (keyof LegacyCreateOptions)[] = ['open_tcp', 'external_unix_sockets', 'terminal', 'file_locks', 'empty_namespaces', 'cgroups_mode'];
+
+function typeName(typeUrl: string): string {
+  return typeUrl.replace(/^.*\//, '');
+}
+
+/**
+ * The runtime options among containerd 2.3's bootstrap extensions (the first of a type we read;
+ * the others are configuration for other parts); the one Any of older containerds is returned as is.
+ */
+export function runtimeOptionsOf<T extends { type_url: string }>(extensions: T[]): T | undefined {
+  if (extensions.length === 1) return extensions[0];
+  return extensions.find((e) => OPTION_TYPES.includes(typeName(e.type_url)));
+}
 
 /** TOML key (as containerd's config spells it, matched without case or underscores) -> our field. */
 const TOML_KEYS: Record<string, { field: keyof RuncOptions; kind: 'string' | 'boolean' | 'number' }> = {
@@ -33,7 +70,7 @@ export const GROUPINGS = ['pod', 'namespace'] as const;
 
 export function decodeOptions(any: { type_url?: string; value?: Uint8Array } | null | undefined): RuncOptions {
   if (!any || !any.type_url) return {};
-  const name = any.type_url.replace(/^.*\//, '');
+  const name = typeName(any.type_url);
   const value = any.value ?? new Uint8Array();
   if (name === RUNC_OPTIONS) {
     const t = messageType(RUNC_OPTIONS);
@@ -54,6 +91,7 @@ export function decodeOptions(any: { type_url?: string; value?: Uint8Array } | n
     }
     return {};
   }
+  if (name === LEGACY_CREATE_OPTIONS) return fromLegacyCreateOptions(value);
   throw invalidArgument(`unsupported runtime options type ${any.type_url}`);
 }
 
@@ -79,4 +117,23 @@ export function fromToml(text: string, source: string): RuncOptions {
     throw invalidArgument(`${source}: ShimGrouping must be one of ${GROUPINGS.join(', ')}, not ${JSON.stringify(out.shim_grouping)}`);
   }
   return out as RuncOptions;
+}
+
+/** containerd.linux.runc.CreateOptions as containerd.runc.v1.Options; a restore-only setting is refused, not dropped. */
+function fromLegacyCreateOptions(value: Uint8Array): RuncOptions {
+  const t = messageType(LEGACY_CREATE_OPTIONS);
+  const o = t.toObject(t.decode(value), { defaults: false, longs: Number }) as LegacyCreateOptions;
+  const restore = RESTORE_ONLY.filter((k) => (Array.isArray(o[k]) ? (o[k] as unknown[]).length > 0 : !!o[k]));
+  if (restore.length) {
+    throw invalidArgument(`${LEGACY_CREATE_OPTIONS}: ${restore.join(', ')} only apply to a restore from a checkpoint, which runcts does not support`);
+  }
+  const out: RuncOptions = {};
+  if (o.no_pivot_root) out.no_pivot_root = true;
+  if (o.no_new_keyring) out.no_new_keyring = true;
+  if (o.shim_cgroup) out.shim_cgroup = o.shim_cgroup;
+  if (o.io_uid) out.io_uid = o.io_uid;
+  if (o.io_gid) out.io_gid = o.io_gid;
+  if (o.criu_work_path) out.criu_work_path = o.criu_work_path;
+  if (o.criu_image_path) out.criu_image_path = o.criu_image_path;
+  return out;
 }

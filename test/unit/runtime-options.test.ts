@@ -1,13 +1,14 @@
 // Runtime options as containerd sends them: containerd.runc.v1.Options (ctr, Go-shim configs) and
 // runtimeoptions.v1.Options (the CRI plugin, for runtime types other than runc's own) carrying the
-// handler's options table as TOML, inline (containerd >= 1.7) or in a file (containerd 1.6).
+// handler's options table as TOML, inline (containerd >= 1.7) or in a file (containerd 1.6); the v1
+// runtime's containerd.linux.runc.CreateOptions of containerd 1.x clients.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import t, { type Test } from 'tap';
 import { messageType } from '../../shim/framework/proto';
 import { Code, TtrpcError } from '../../shim/framework/ttrpc/codes';
-import { decodeOptions } from '../../shim/runc/options';
+import { decodeOptions, runtimeOptionsOf } from '../../shim/runc/options';
 
 function any(type: string, obj: object) {
   const m = messageType(type);
@@ -79,4 +80,30 @@ t.test('mistakes are InvalidArgument with the reason, never silently dropped', a
   refused(t, cri('IoUid = "0"'), /IoUid must be a number/);
   refused(t, cri('BinaryName = '), /not valid TOML/);
   refused(t, () => decodeOptions({ type_url: 'io.containerd.other.v1.Options', value: new Uint8Array() }), /unsupported runtime options type io\.containerd\.other\.v1\.Options/);
+});
+
+t.test('containerd.linux.runc.CreateOptions (containerd 1.x clients, runtimes not named io.containerd.runc.*)', async (t) => {
+  const legacy = 'containerd.linux.runc.CreateOptions';
+  t.same(
+    decodeOptions(any(legacy, {
+      no_pivot_root: true, no_new_keyring: true, shim_cgroup: '/shims', io_uid: 1000, io_gid: 1001, criu_work_path: '/w', criu_image_path: '/i',
+    })),
+    { no_pivot_root: true, no_new_keyring: true, shim_cgroup: '/shims', io_uid: 1000, io_gid: 1001, criu_work_path: '/w', criu_image_path: '/i' },
+    'every field with a runc.v1 equivalent',
+  );
+  t.same(decodeOptions({ type_url: `types.containerd.io/${legacy}`, value: any(legacy, { no_pivot_root: true }).value }), { no_pivot_root: true }, 'with a type URL prefix');
+  t.same(decodeOptions(any(legacy, {})), {}, 'empty');
+  for (const [field, value] of [['open_tcp', true], ['terminal', true], ['file_locks', true], ['empty_namespaces', ['network']], ['cgroups_mode', 'soft'], ['external_unix_sockets', true]] as const) {
+    refused(t, () => decodeOptions(any(legacy, { [field]: value })), new RegExp(`${field} only apply to a restore`));
+  }
+  refused(t, () => decodeOptions(any('containerd.linux.runc.RuncOptions', { runtime: 'crun' })), /unsupported runtime options type containerd.linux.runc.RuncOptions/);
+});
+
+t.test('runtimeOptionsOf: the options among containerd 2.3 bootstrap extensions', async (t) => {
+  const opts = any('containerd.runc.v1.Options', { binary_name: 'crun' });
+  const other = { type_url: 'containerd.io/cri.v1.PodSandboxConfig', value: new Uint8Array([1]) };
+  t.equal(runtimeOptionsOf([]), undefined, 'none');
+  t.equal(runtimeOptionsOf([opts]), opts, 'the only one, whatever its type (legacy: it is the options)');
+  t.equal(runtimeOptionsOf([other, opts]), opts, 'the one of a known options type');
+  t.equal(runtimeOptionsOf([other, other]), undefined, 'none of ours');
 });
