@@ -22,6 +22,7 @@ addon: deps
 ts: deps
 	npx tsc -p tsconfig.json
 	node dist/shim/framework/proto.js --write-descriptor
+	git rev-parse HEAD > dist/revision 2>/dev/null || : > dist/revision
 	$(MAKE) snapshot
 
 # The shim as one bundled file and a V8 startup snapshot of it: every containerd call of the shim

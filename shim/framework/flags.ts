@@ -12,7 +12,11 @@ export interface ShimFlags {
   /** Socket path to serve on instead of fd 3. */
   socket: string;
   debug: boolean;
+  /** pino level from containerd 2.3's BootstrapParams; '' : from debug. */
+  logLevel: string;
   version: boolean;
+  /** -info: print the runtime's containerd.types.RuntimeInfo (containerd 2.x asks). */
+  info: boolean;
   /** '' (serve), 'start' or 'delete'. */
   action: string;
 }
@@ -20,7 +24,7 @@ export interface ShimFlags {
 const STRING_FLAGS: Record<string, keyof ShimFlags> = {
   namespace: 'namespace', id: 'id', address: 'address', 'publish-binary': 'publishBinary', bundle: 'bundle', socket: 'socket',
 };
-const BOOL_FLAGS: Record<string, keyof ShimFlags> = { debug: 'debug', v: 'version' };
+const BOOL_FLAGS: Record<string, keyof ShimFlags> = { debug: 'debug', v: 'version', version: 'version', info: 'info' };
 
 export class FlagError extends Error {
   override name = 'FlagError';
@@ -28,7 +32,7 @@ export class FlagError extends Error {
 
 export function parseFlags(argv: string[]): ShimFlags {
   const flags: ShimFlags = {
-    namespace: '', id: '', address: '', publishBinary: 'containerd', bundle: '', socket: '', debug: false, version: false, action: '',
+    namespace: '', id: '', address: '', publishBinary: 'containerd', bundle: '', socket: '', debug: false, logLevel: '', version: false, info: false, action: '',
   };
   let i = 0;
   for (; i < argv.length; i++) {

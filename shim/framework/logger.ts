@@ -102,10 +102,12 @@ function closeQuietly(fd: number): void {
  * A logger into `<bundle>/log` (and, through `sink.add`, the logs of the containers that come
  * later). With no reader, nobody wants our logs: the lines go nowhere.
  */
-export function openFifoLogger(fifoPath: string, debug: boolean, bindings: Record<string, unknown> = {}): { log: Logger; sink: FifoLogSink } {
+export function openFifoLogger(fifoPath: string, level: boolean | string, bindings: Record<string, unknown> = {}): { log: Logger; sink: FifoLogSink } {
   const sink = new FifoLogSink();
   sink.add(fifoPath);
-  const log = pino({ level: debug ? 'debug' : 'info', base: { pid: process.pid, ...bindings } }, sink);
+  // A boolean is the -debug flag; a string a pino level (containerd 2.3's BootstrapParams.log_level).
+  const name = typeof level === 'string' ? level : level ? 'debug' : 'info';
+  const log = pino({ level: name, base: { pid: process.pid, ...bindings } }, sink);
   return { log, sink };
 }
 

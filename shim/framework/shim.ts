@@ -2,19 +2,23 @@
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
+import { type AnyMessage, type StartInput, StartInputError, readStartInput, startOutput } from './bootstrap';
 import { FlagError, parseFlags, type ShimFlags } from './flags';
 import type { Diagnostics } from './diagnostics';
 import type { FifoLogSink, Logger } from './logger';
 import type { Publisher } from './publisher';
 import type { Reaper } from './reaper';
 import { IdleExit } from './idle-exit';
+import { installRoot } from './install-root';
 import { EarlyConnections, LINGER_ENV, StartStatus, becomeDaemon, spawnDaemon } from './launch';
-import { SOCKET_DIR, listenPrivately, readAddress, removeSocket, sameUserOnly } from './socket';
+import { SOCKET_DIR, listenPrivately, readAddress, removeSocket, sameUserOnly, socketPath } from './socket';
 import type { TtrpcServer } from './ttrpc';
 // Everything else is loaded by the action that needs it: `start` runs for every container and
 // must not pay for protobuf, ttrpc or logging it never uses.
 
 export const VERSION = '0.1.0';
+/** In dist/: the git commit the build was made from. */
+const REVISION_FILE = 'revision';
 
 export interface StopStatus {
   pid: number;
@@ -53,14 +57,26 @@ export interface ServeContext {
   shutdown(isIdle?: () => boolean): void;
 }
 
+/** containerd.types.RuntimeInfo, what `-info` prints. */
+export interface RuntimeInfo {
+  name: string;
+  version: { version: string; revision: string };
+  options?: AnyMessage;
+  features?: AnyMessage;
+  annotations?: Record<string, string>;
+}
+
 export interface Manager {
   /** Binary name shown by -v. */
   name: string;
   /**
    * `start`: find the daemon that serves this container, or bind and publish a new socket for
-   * one (the framework then launches the daemon on it).
+   * one (the framework then launches the daemon on it). `input` is what containerd sent, in
+   * either dialect (./bootstrap).
    */
-  start(flags: ShimFlags, bundle: string, runtimeOptions: Buffer): Promise<Started>;
+  start(flags: ShimFlags, bundle: string, input: StartInput): Promise<Started>;
+  /** `-info`: describe the runtime for these runtime options (containerd 2.x). */
+  info(options: AnyMessage | undefined, reaper: Reaper): Promise<RuntimeInfo>;
   /** `delete`: clean up after a dead daemon. */
   stop(flags: ShimFlags, bundle: string, reaper: Reaper, log: Logger): Promise<StopStatus>;
   /** Daemon: register services on ctx.server. */
@@ -84,9 +100,11 @@ export async function runShim(manager: Manager, argv = process.argv.slice(2)): P
   if (flags.version) {
     // Whether this process started from the startup snapshot (bin/ falls back to plain modules without one).
     const snapshot = process.execArgv.includes('--snapshot-blob') ? 'yes' : 'no';
-    process.stdout.write(`${manager.name}:\n  Version:  ${VERSION}\n  Node.js:  ${process.version}\n  Snapshot: ${snapshot}\n\n`);
+    process.stdout.write(`${manager.name}:\n  Version:  ${VERSION}\n  Revision: ${revision()}\n  Node.js:  ${process.version}\n  Snapshot: ${snapshot}\n\n`);
     return 0;
   }
+  // Before the namespace check, as the Go shim: containerd runs `-info` with no other flag.
+  if (flags.info) return printInfo(manager);
   if (!flags.namespace) {
     process.stderr.write('shim namespace cannot be empty\n');
     return 1;
@@ -101,9 +119,17 @@ export async function runShim(manager: Manager, argv = process.argv.slice(2)): P
   }
   switch (flags.action) {
     case 'start': {
-      const started = await manager.start(flags, bundle, readStdin());
+      let input: StartInput;
+      try {
+        input = readStartInput(readStdin(), flags);
+      } catch (err) {
+        if (!(err instanceof StartInputError)) throw err;
+        process.stderr.write(`${err.message}\n`);
+        return 1;
+      }
+      const started = await manager.start(flags, bundle, input);
       // Synchronous: containerd reads exactly this output, and then the start is over.
-      fs.writeSync(1, startResponse(started.address, process.env.MAX_SHIM_VERSION));
+      fs.writeSync(1, startOutput(input, started.address));
       if (!started.daemon) return 0;
       const { listener, lingerMs } = started.daemon;
       if (!startStatus) {
@@ -137,19 +163,32 @@ export async function runShim(manager: Manager, argv = process.argv.slice(2)): P
   }
 }
 
-/**
- * What `start` prints. containerd 1.6 and 1.7 read the bare address. containerd 2.x sets
- * MAX_SHIM_VERSION (3: task API v3) and reads JSON bootstrap params; version 3 makes it call
- * `containerd.task.v3.Task`, which the daemon serves beside v2. (2.x takes a bare address as
- * version 2 too, so the JSON is only for a caller that announced it.)
- */
-export function startResponse(address: string, maxShimVersion: string | undefined): string {
-  const max = Number(maxShimVersion);
-  if (!maxShimVersion || !Number.isInteger(max) || max < 3) return address;
-  return JSON.stringify({ version: 3, address, protocol: 'ttrpc' });
+/** `-info`: the runtime options Any on stdin (or nothing), a protobuf RuntimeInfo on stdout. */
+async function printInfo(manager: Manager): Promise<number> {
+  const [{ Reaper }, { native }, { messageType }] = await Promise.all([import('./reaper'), import('./native'), import('./proto')]);
+  const stdin = readStdin();
+  const options = stdin.length ? (messageType('google.protobuf.Any').decode(stdin) as unknown as AnyMessage) : undefined;
+  const reaper = Reaper.start(native());
+  try {
+    const info = await manager.info(options?.type_url ? options : undefined, reaper);
+    const t = messageType('containerd.types.RuntimeInfo');
+    fs.writeSync(1, t.encode(t.fromObject({ ...info, version: { ...info.version, revision: info.version.revision || revision() } })).finish());
+    return 0;
+  } finally {
+    reaper.stop();
+  }
 }
 
-/** containerd passes the runtime options (a protobuf Any) on stdin to `start`. */
+/** The commit this build was made from (written by `make`), or ''. */
+export function revision(): string {
+  try {
+    return fs.readFileSync(path.join(installRoot(), 'dist', REVISION_FILE), 'utf8').trim();
+  } catch {
+    return '';
+  }
+}
+
+/** containerd passes `start` its BootstrapParams or runtime options, and `-info` the options, on stdin. */
 function readStdin(): Buffer {
   try {
     if (fs.fstatSync(0).isCharacterDevice()) return Buffer.alloc(0); // run by hand on a terminal
@@ -169,7 +208,7 @@ async function serve(
   const [{ openFifoLogger }, { Reaper }, { native }, { RemotePublisher }, { TtrpcServer }, { Diagnostics }] = await Promise.all([
     import('./logger'), import('./reaper'), import('./native'), import('./publisher'), import('./ttrpc'), import('./diagnostics'),
   ]);
-  const { log, sink: logs } = openFifoLogger(path.join(bundle, 'log'), flags.debug, { namespace: flags.namespace, id: flags.id });
+  const { log, sink: logs } = openFifoLogger(path.join(bundle, 'log'), flags.logLevel || flags.debug, { namespace: flags.namespace, id: flags.id });
   process.on('uncaughtException', (err) => {
     log.fatal({ err }, 'uncaught exception');
     process.exit(1);
@@ -191,7 +230,9 @@ async function serve(
   const lingerMs = bound ? bound.lingerMs : Number(process.env[LINGER_ENV] ?? 0);
   let idleExit: IdleExit | undefined;
   const watchIdle = () => {
-    if (lingerMs > 0) idleExit = new IdleExit(listener, SOCKET_DIR, lingerMs, () => requestShutdown());
+    // The lock of start is the directory of our socket (containerd 2.3 may choose it: socket_dir).
+    const socketDir = address ? path.dirname(socketPath(address)) : SOCKET_DIR;
+    if (lingerMs > 0) idleExit = new IdleExit(listener, socketDir, lingerMs, () => requestShutdown());
   };
   const shutdown = (isIdle?: () => boolean) => {
     if (idleExit && isIdle) idleExit.arm(isIdle);

@@ -6,13 +6,15 @@ import type { Logger } from '../framework/logger';
 import { native } from '../framework/native';
 import type { Reaper } from '../framework/reaper';
 import { LINGER_ENV } from '../framework/launch';
-import type { Manager, ServeContext, Started, StopStatus } from '../framework/shim';
+import type { AnyMessage, StartInput } from '../framework/bootstrap';
+import type { Manager, RuntimeInfo, ServeContext, Started, StopStatus } from '../framework/shim';
+import { VERSION } from '../framework/shim';
 import {
   SOCKET_DIR, canConnect, ensureSocketDir, listenUnix, readAddress, removeSocket, socketAddress, socketPath, writeAddress,
 } from '../framework/socket';
 import { readBundleState, type RuncOptions } from './bundle';
-import { decodeOptions } from './options';
-import { messageType } from '../framework/proto';
+import { decodeOptions, runtimeOptionsOf } from './options';
+import { runtimeFeatures } from './features';
 import { unmountAll } from './mount';
 import { joinCgroup } from './cgroups/join';
 import { adjustOwnOomScore } from '../framework/oom-score';
@@ -22,6 +24,7 @@ import { Runc } from './runc';
 const GROUP_ANNOTATIONS = ['io.containerd.runc.v2.group', 'io.kubernetes.cri.sandbox-id'];
 
 export const SHIM_NAME = 'containerd-shim-runcts-v2';
+export const RUNTIME_TYPE = 'io.containerd.runcts.v2';
 /** The group name of the one daemon of a namespace (ShimGrouping = "namespace"). */
 const NAMESPACE_GROUP = '.runcts-namespace';
 /** An idle namespace daemon waits this long for the next container before it exits. */
@@ -31,18 +34,18 @@ const SIGKILL = 9;
 export class RuncManager implements Manager {
   readonly name = SHIM_NAME;
 
-  async start(flags: ShimFlags, bundle: string, runtimeOptions: Buffer): Promise<Started> {
-    const options = startOptions(runtimeOptions);
+  async start(flags: ShimFlags, bundle: string, input: StartInput): Promise<Started> {
+    const options = decodeOptions(runtimeOptionsOf(input.extensions));
     const byNamespace = options.shim_grouping === 'namespace';
     const group = byNamespace ? NAMESPACE_GROUP : groupOf(bundle) ?? flags.id;
-    const address = socketAddress(flags.address, flags.namespace, group);
+    const address = socketAddress(flags.address, flags.namespace, group, input.socketDir);
     const sock = socketPath(address);
-    ensureSocketDir();
+    ensureSocketDir(input.socketDir);
 
     // Serialise starts on this host: two starts of one group must end with one daemon, and a
     // stale socket must be replaced by exactly one of them. Once the new socket listens, a later
     // start finds it alive (connections queue until the daemon serves): the lock can go then.
-    const lockFd = fs.openSync(SOCKET_DIR, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
+    const lockFd = fs.openSync(input.socketDir, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
     try {
       native().lockExclusive(lockFd);
       let listener;
@@ -103,7 +106,7 @@ export class RuncManager implements Manager {
     if (address) {
       // Under start's lock: a start may be binding a new daemon on this very path (namespace
       // grouping reuses it), and its socket must not be removed between its bind and our check.
-      const lockFd = fs.openSync(SOCKET_DIR, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
+      const lockFd = fs.openSync(path.dirname(socketPath(address)), fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
       try {
         native().lockExclusive(lockFd);
         if (!(await canConnect(socketPath(address)))) removeSocket(address);
@@ -118,6 +121,14 @@ export class RuncManager implements Manager {
       /* the container may never have been created */
     }
     return { pid, exitStatus: 128 + SIGKILL, exitedAt: new Date() };
+  }
+
+  /** As the Go shim's manager.Info: who we are, the options asked about, and the runtime's features. */
+  async info(any: AnyMessage | undefined, reaper: Reaper): Promise<RuntimeInfo> {
+    const options = decodeOptions(any);
+    const features = await runtimeFeatures(options.binary_name || 'runc', reaper);
+    // The Go shim names itself by its runtime type here (not by its binary, as -v does).
+    return { name: RUNTIME_TYPE, version: { version: VERSION, revision: '' }, options: any, features };
   }
 
   async serve(ctx: ServeContext): Promise<void> {
@@ -140,13 +151,6 @@ function groupOf(bundle: string): string | undefined {
     if (v) return v;
   }
   return undefined;
-}
-
-/** The runtime options containerd hands `start` on stdin (a protobuf Any; empty when none). */
-function startOptions(stdin: Buffer): RuncOptions {
-  if (stdin.length === 0) return {};
-  const any = messageType('google.protobuf.Any').decode(stdin) as unknown as { type_url: string; value: Uint8Array };
-  return decodeOptions(any);
 }
 
 /** A namespace daemon lingers when idle; containerd's environment may set how long (tests do). Never 0 or less: without a linger the daemon would exit without the lock. */

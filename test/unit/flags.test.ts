@@ -16,7 +16,7 @@ function throwsFlagError(t: Test, fn: () => unknown, message: string, pattern?: 
 }
 
 const DEFAULTS: ShimFlags = {
-  namespace: '', id: '', address: '', publishBinary: 'containerd', bundle: '', socket: '', debug: false, version: false, action: '',
+  namespace: '', id: '', address: '', publishBinary: 'containerd', bundle: '', socket: '', debug: false, logLevel: '', version: false, info: false, action: '',
 };
 
 t.test('no arguments: Go defaults (publish-binary defaults to "containerd"), action serve', async (t) => {
@@ -181,4 +181,10 @@ t.test('daemonArgs survives values that look like flags or are empty', async (t)
   t.equal(back.id, '');
   t.equal(back.address, '--x=y');
   t.equal(back.action, '');
+});
+
+t.test('-info and -version, as containerd 2.x and the Go shim spell them', async (t) => {
+  t.same(parseFlags(['-info']), { ...DEFAULTS, info: true }, '-info (containerd 2.x runs it with no other flag)');
+  t.same(parseFlags(['--info=false']), DEFAULTS, '--info=false');
+  t.same(parseFlags(['-version']), { ...DEFAULTS, version: true }, '-version like -v');
 });
