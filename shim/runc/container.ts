@@ -10,7 +10,7 @@ import { criuStatus } from './criu';
 import { createIO, type IOContext, type ProcessIO, type StdioPaths } from './io';
 import { mountAll, unmountAll, type MountSpec } from './mount';
 import { ExitOrdering } from './ordering';
-import { ExecProcess } from './process/exec';
+import { ExecProcess, execProcessSpec } from './process/exec';
 import { InitProcess } from './process/init';
 import type { LifecycleSink, ShimProcess } from './process/lifecycle';
 import type { ExitInfo } from './process/state';
@@ -280,6 +280,7 @@ export class Container {
     if (this.execs.has(r.exec_id) || this.execIdsReserved.has(r.exec_id)) throw alreadyExists(`id ${r.exec_id}`);
     this.init.allow('exec');
     if (!r.spec?.value?.length) throw invalidArgument('exec needs a process spec');
+    const spec = execProcessSpec(r.spec.value, r.terminal);
     const stdio: StdioPaths = { stdin: r.stdin, stdout: r.stdout, stderr: r.stderr, terminal: r.terminal };
     // Reserve the id across the await: a second Exec with it is AlreadyExists, not a second process.
     this.execIdsReserved.add(r.exec_id);
@@ -289,7 +290,7 @@ export class Container {
     } finally {
       this.execIdsReserved.delete(r.exec_id);
     }
-    const p = new ExecProcess(r.exec_id, this.id, this.bundle, r.spec.value, stdio, io, this.runc, this.deps.reaper, this.sink, this.deps.log);
+    const p = new ExecProcess(r.exec_id, this.id, this.bundle, spec, stdio, io, this.runc, this.deps.reaper, this.sink, this.deps.log);
     this.execs.set(r.exec_id, p);
     return p;
   }
