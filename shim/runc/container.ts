@@ -10,7 +10,7 @@ import { criuStatus } from './criu';
 import { createIO, type IOContext, type PipeOwner, type ProcessIO, type StdioPaths } from './io';
 import { mountAll, unmountAll, type MountSpec } from './mount';
 import { ExitOrdering } from './ordering';
-import { ExecProcess } from './process/exec';
+import { ExecProcess, execProcessSpec } from './process/exec';
 import { InitProcess } from './process/init';
 import type { LifecycleSink, ShimProcess } from './process/lifecycle';
 import type { ExitInfo } from './process/state';
@@ -153,21 +153,34 @@ export class Container {
   }
 
   /**
-   * The container's processes for Pids, from its cgroup (what runc ps reads) without running runc:
-   * a liveness probe's Pids must not cost a process. Before the init has a cgroup: just the init.
+   * The container's processes for Pids: its cgroup (what runc ps reads) without running runc — a
+   * liveness probe's Pids must not cost a process — together with every process the shim itself
+   * knows to be alive: the init until its exit, and every exec from its Start's answer until its
+   * exit. The cgroup alone cannot promise the second part: the exec's place in it is written by
+   * the runtime, a producer of its own (runc joins it before writing the pid file, a wrapper or
+   * another runtime need not), and without the cgroup (not found) it would show the init only. A
+   * pid counted here cannot belong to another process yet: its exit has not been reaped.
    */
   pids(): number[] {
+    const known = this.livePids();
     const cg = this.loadCgroup();
-    if (!cg) {
-      const init = this.initProcess;
-      const live = init !== undefined && init.pid > 0 && init.state.kind !== 'stopped' && init.state.kind !== 'deleted';
-      return live ? [init.pid] : [];
-    }
+    if (!cg) return known;
+    let inCgroup: number[];
     try {
-      return cg.processes();
+      inCgroup = cg.processes();
     } catch (err) {
       throw runtimeError(err, 'failed to read the container\'s processes');
     }
+    return [...new Set([...inCgroup, ...known])].sort((a, b) => a - b);
+  }
+
+  /** The init (until it stopped) and the running execs: pids whose exits have not come yet. */
+  private livePids(): number[] {
+    const live = (p: ShimProcess) => p.pid > 0 && p.state.kind !== 'stopped' && p.state.kind !== 'deleted';
+    const init = this.initProcess;
+    const pids = init && live(init) ? [init.pid] : [];
+    for (const p of this.execs.values()) if (p.state.kind === 'running' && p.pid > 0) pids.push(p.pid);
+    return pids;
   }
 
   /** The cgroup metrics containerd expects from Stats. */
@@ -286,6 +299,7 @@ export class Container {
     if (this.execs.has(r.exec_id) || this.execIdsReserved.has(r.exec_id)) throw alreadyExists(`id ${r.exec_id}`);
     this.init.allow('exec');
     if (!r.spec?.value?.length) throw invalidArgument('exec needs a process spec');
+    const spec = execProcessSpec(r.spec.value, r.terminal);
     const stdio: StdioPaths = { stdin: r.stdin, stdout: r.stdout, stderr: r.stderr, terminal: r.terminal };
     // Reserve the id across the await: a second Exec with it is AlreadyExists, not a second process.
     this.execIdsReserved.add(r.exec_id);
@@ -295,7 +309,7 @@ export class Container {
     } finally {
       this.execIdsReserved.delete(r.exec_id);
     }
-    const p = new ExecProcess(r.exec_id, this.id, this.bundle, r.spec.value, stdio, io, this.runc, this.deps.reaper, this.sink, this.deps.log);
+    const p = new ExecProcess(r.exec_id, this.id, this.bundle, spec, stdio, io, this.runc, this.deps.reaper, this.sink, this.deps.log);
     this.execs.set(r.exec_id, p);
     return p;
   }

@@ -6,13 +6,13 @@ import type { Test } from 'tap';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
 import {
   BUSYBOX_IMAGE,
   CGROUP_ROOT,
   Containerd,
   EventStream,
   expectCode,
+  type MetricsResponse,
   readProcess,
   RUNC_STATE_ROOT,
   RUNTIME_RUNC,
@@ -20,6 +20,7 @@ import {
   run,
   scenario,
   sleep,
+  useTasksApi,
   waitFor,
 } from './harness';
 import { messageType } from '../../shim/framework/proto';
@@ -118,75 +119,6 @@ function listDir(dir: string): string[] {
   } catch {
     return [];
   }
-}
-
-// ---------------------------------------------------------------------------------------------
-// containerd's gRPC Tasks API (for what ctr 1.6 cannot do: Update; exact status codes)
-
-const GOCODE = '/usr/share/gocode/src';
-const TASKS_PROTO = 'github.com/containerd/containerd/api/services/tasks/v1/tasks.proto';
-/** How containerd's client marshals a specs.LinuxResources (typeurl: JSON, this type URL). */
-const LINUX_RESOURCES_URL = 'types.containerd.io/opencontainers/runtime-spec/1/LinuxResources';
-
-interface GrpcResult<T> {
-  err?: { code: number; details: string };
-  res?: T;
-}
-
-interface MetricsResponse {
-  metrics: Array<{ id: string; data: { type_url: string; value: Buffer } | null }>;
-}
-
-let tasksCtor: grpc.ServiceClientConstructor | undefined;
-
-function tasksClientCtor(): grpc.ServiceClientConstructor {
-  if (!tasksCtor) {
-    const def = protoLoader.loadSync(TASKS_PROTO, {
-      includeDirs: [GOCODE, `${GOCODE}/github.com/gogo/protobuf`, `${GOCODE}/github.com/gogo/protobuf/protobuf`],
-      keepCase: true,
-      longs: Number,
-      enums: String,
-      defaults: true,
-    });
-    const pkg = grpc.loadPackageDefinition(def) as unknown as {
-      containerd: { services: { tasks: { v1: { Tasks: grpc.ServiceClientConstructor } } } };
-    };
-    tasksCtor = pkg.containerd.services.tasks.v1.Tasks;
-  }
-  return tasksCtor;
-}
-
-class TasksApi {
-  private readonly client: grpc.Client;
-  private readonly md = new grpc.Metadata();
-
-  constructor(cd: Containerd) {
-    this.client = new (tasksClientCtor())(`unix://${cd.address}`, grpc.credentials.createInsecure());
-    this.md.set('containerd-namespace', cd.namespace);
-  }
-
-  call<T>(method: string, req: object, timeoutMs = 30_000): Promise<GrpcResult<T>> {
-    return new Promise(resolve => {
-      const fn = (this.client as unknown as Record<string, Function>)[method]!.bind(this.client);
-      fn(req, this.md, { deadline: Date.now() + timeoutMs }, (err: grpc.ServiceError | null, res: T) =>
-        resolve(err ? { err: { code: err.code, details: err.details } } : { res }),
-      );
-    });
-  }
-
-  update(id: string, resources: object): Promise<GrpcResult<object>> {
-    return this.call('Update', { container_id: id, resources: { type_url: LINUX_RESOURCES_URL, value: Buffer.from(JSON.stringify(resources)) } });
-  }
-
-  close(): void {
-    this.client.close();
-  }
-}
-
-function useTasksApi(t: Test, cd: Containerd): TasksApi {
-  const api = new TasksApi(cd);
-  t.teardown(() => api.close());
-  return api;
 }
 
 /** The fields of io.containerd.cgroups.v1.Metrics the tests look at (ctr's JSON has the same shape). */

@@ -1,10 +1,16 @@
 // Issue "stdio done properly": terminals. `ctr run -t` and `ctr task exec -t` on a real pty
 // (python3's pty module, see harness/stdio.ts): the pty's size reaches the container (ctr sends
 // it with ResizePty, again on SIGWINCH), an interactive shell answers what is typed, and the
-// exit code comes back through ctr. For the Go shim and for ours. See docs/stdio-tests.md.
+// exit code comes back through ctr. Through containerd's Tasks API: an exec whose request and
+// process spec disagree on `terminal` (ctr never sends that) runs as the request says. For the Go
+// shim and for ours. See docs/stdio-tests.md.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import t from 'tap';
 import type { Test } from 'tap';
-import { BUSYBOX_IMAGE, Containerd, expectCode, PtyProcess, ptyCtr, PtyResult, scenario } from './harness';
+import {
+  BUSYBOX_IMAGE, Containerd, expectCode, PROCESS_SPEC_URL, PtyProcess, ptyCtr, PtyResult, run, scenario, useTasksApi,
+} from './harness';
 
 const ROWS = 40;
 const COLS = 120;
@@ -97,6 +103,77 @@ scenario(t, 'ctr task exec -t: pty size, interactive shell, resize, exit code', 
     await checkSize(t, size, 'ctr task exec -t');
     const sh = ptyCtr(cd, ['task', 'exec', '-t', '--exec-id', 'sh', cid, 'sh'], { rows: ROWS, cols: COLS, timeoutMs: 60_000 });
     await interact(t, sh, 'ctr task exec -t sh', 5);
+  } finally {
+    await removeContainer(t, cd, cid);
+  }
+});
+
+/** Everything written into a fifo until its last writer closes it; unblock() ends a read no writer ever came for. */
+function readFifo(file: string): { data: Promise<Buffer>; unblock(): void } {
+  const chunks: Buffer[] = [];
+  const data = new Promise<Buffer>((resolve, reject) => {
+    fs.createReadStream(file).on('data', (c: Buffer | string) => chunks.push(Buffer.from(c))).on('end', () => resolve(Buffer.concat(chunks))).on('error', reject);
+  });
+  return {
+    data,
+    unblock: () => {
+      // The reader's open is pending in the threadpool: a writer that comes and goes gives it EOF.
+      try {
+        fs.closeSync(fs.openSync(file, fs.constants.O_WRONLY | fs.constants.O_NONBLOCK));
+      } catch { /* ENXIO: the reader is already gone */ }
+    },
+  };
+}
+
+const LINES = 200_000;
+
+// containerd passes an exec's `terminal` and its process spec to the shim as the client sent them.
+// The request's flag decides the stdio (a pty through runc's console socket, or pipes), and runc
+// refuses a console socket for a spec without a terminal ("cannot use console socket if runc will
+// not detach or allocate tty"), and a terminal without one: the Go shim sets the spec's terminal
+// from the request. Each exec prints whether it has a tty, then 200 000 lines (1.3 MB).
+scenario(t, 'Tasks.Exec: the request\'s terminal flag decides, whatever the spec says; all of a large output', async (t, { cd, runtime, id }) => {
+  const cid = id('tty-flags');
+  if (!expectCode(t, await cd.ctr(['run', '-d', '--runtime', runtime, BUSYBOX_IMAGE, cid, 'sleep', '1000']), 0, 'ctr run -d sleep')) return;
+  const api = useTasksApi(t, cd);
+  try {
+    const cases: Array<{ request: boolean; spec: boolean }> = [
+      { request: true, spec: false },
+      { request: true, spec: true },
+      { request: false, spec: true },
+    ];
+    for (const c of cases) {
+      const execId = `req-${c.request}-spec-${c.spec}`;
+      const what = `request terminal=${c.request}, spec terminal=${c.spec}`;
+      const out = path.join(cd.dir, `${execId}.out`);
+      await run('mkfifo', [out]);
+      const output = readFifo(out);
+      const spec = {
+        terminal: c.spec, user: { uid: 0, gid: 0 }, cwd: '/', env: ['PATH=/bin:/sbin:/usr/bin'],
+        args: ['sh', '-c', `tty; seq 1 ${LINES}`],
+      };
+      const exec = await api.call('Exec', {
+        container_id: cid, exec_id: execId, terminal: c.request, stdin: '', stdout: out, stderr: c.request ? '' : out,
+        spec: { type_url: PROCESS_SPEC_URL, value: Buffer.from(JSON.stringify(spec)) },
+      });
+      const start = exec.err ? exec : await api.call('Start', { container_id: cid, exec_id: execId });
+      if (!t.notOk(start.err, `${what}: Exec and Start succeed`, { err: start.err })) {
+        output.unblock();
+        await api.call('DeleteProcess', { container_id: cid, exec_id: execId });
+        continue;
+      }
+      const wait = await api.call<{ exit_status: number }>('Wait', { container_id: cid, exec_id: execId }, 60_000);
+      t.equal(wait.res?.exit_status, 0, `${what}: exit 0`, { err: wait.err });
+      // The Go shim closes the output once the exec is deleted (its copy may still run after Wait).
+      const del = await api.call('DeleteProcess', { container_id: cid, exec_id: execId });
+      t.notOk(del.err, `${what}: DeleteProcess`, { err: del.err });
+      const lines = (await output.data).toString('utf8').split(/\r?\n/);
+      t.match(lines[0], c.request ? /^\/dev\/pts\/\d+$/ : /^not a tty$/, `${what}: ${c.request ? 'on a pty' : 'on pipes'} (${lines[0]})`);
+      const numbers = lines.slice(1).filter((l) => l !== '');
+      t.ok(numbers.length === LINES && numbers.every((l, i) => l === String(i + 1)), `${what}: all ${LINES} lines, in order`, {
+        count: numbers.length, last: numbers.slice(-3),
+      });
+    }
   } finally {
     await removeContainer(t, cd, cid);
   }

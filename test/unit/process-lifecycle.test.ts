@@ -14,7 +14,7 @@ import { Container, type ContainerDeps } from '../../shim/runc/container';
 import { RuncError } from '../../shim/runc/errors';
 import type { ProcessIO } from '../../shim/runc/io';
 import { ExitOrdering, INIT_HOLD_LIMIT_MS, type Clock } from '../../shim/runc/ordering';
-import type { ExecProcess } from '../../shim/runc/process/exec';
+import { execProcessSpec, type ExecProcess } from '../../shim/runc/process/exec';
 import { InitProcess } from '../../shim/runc/process/init';
 import type { ShimProcess } from '../../shim/runc/process/lifecycle';
 import type { CheckpointOptions, CreateOptions, ExecOptions, RuncApi } from '../../shim/runc/runc';
@@ -772,7 +772,7 @@ t.test('per-exec files live in the bundle only while runc exec runs', async (t) 
   await flush();
   const call = w.runc.execs[0];
   t.equal(call.id, CID);
-  t.equal(call.spec, SPEC, 'runc reads the spec containerd sent');
+  t.same(JSON.parse(call.spec), { ...JSON.parse(SPEC), terminal: false }, 'runc reads the spec containerd sent, terminal as the request says');
   t.equal(path.dirname(call.o.processFile), w.bundle, 'process file in the bundle');
   t.equal(path.dirname(call.o.pidFile), w.bundle, 'pid file in the bundle');
   t.match(path.basename(call.o.processFile), /^\.exec-.*\.json$/);
@@ -782,6 +782,35 @@ t.test('per-exec files live in the bundle only while runc exec runs', async (t) 
   await settled(s, 'start');
   t.same(fs.readdirSync(w.bundle), [], 'both removed once started');
   t.equal(p.pid, 200);
+});
+
+t.test('the exec spec runc reads has the request\'s terminal, whatever containerd\'s spec said (as the Go shim)', async (t) => {
+  const spec = (o: object) => Buffer.from(JSON.stringify(o));
+  const base = { args: ['sh'], cwd: '/', env: ['A=1'], user: { uid: 0, gid: 0 } };
+  for (const request of [true, false]) {
+    for (const inSpec of [true, false, undefined]) {
+      const out = JSON.parse(execProcessSpec(spec(inSpec === undefined ? base : { ...base, terminal: inSpec }), request).toString());
+      t.same(out, { ...base, terminal: request }, `request ${request}, spec ${inSpec}: terminal ${request}, the rest kept`);
+    }
+  }
+  // Fields runcts does not know are passed on (runc may know them).
+  t.same(JSON.parse(execProcessSpec(spec({ ...base, ioPriority: { class: 'IOPRIO_CLASS_IDLE' } }), false).toString()).ioPriority, { class: 'IOPRIO_CLASS_IDLE' });
+  for (const bad of ['{"args":', '[]', 'null', '"sh"']) {
+    try {
+      execProcessSpec(Buffer.from(bad), false);
+      t.fail(`${bad}: refused`);
+    } catch (err) {
+      t.equal((err as TtrpcError).code, Code.InvalidArgument, `${bad}: InvalidArgument (${(err as Error).message})`);
+    }
+  }
+  // Refused at Exec, before anything is made for it.
+  const w = world(t);
+  await startInit(w);
+  await rejectsWith(t, w.c.addExec({
+    id: CID, exec_id: 'bad', terminal: false, stdin: '', stdout: '', stderr: '',
+    spec: { type_url: 'types.containerd.io/opencontainers/runtime-spec/1/Process', value: Buffer.from('{"args":') },
+  }), Code.InvalidArgument, /not valid JSON/);
+  t.notOk(w.c.execs.has('bad'), 'no exec registered');
 });
 
 t.test('per-exec files are removed when runc exec fails, and when its pid file is bad', async (t) => {

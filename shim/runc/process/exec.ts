@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import type { Logger } from '../../framework/logger';
 import type { Reaper } from '../../framework/reaper';
 import { Code, TtrpcError } from '../../framework/ttrpc/codes';
+import { invalidArgument } from '../errors';
 import type { ProcessIO, StdioPaths } from '../io';
 import { readPidFile, removePidFile, type RuncApi } from '../runc';
 import { testDelay } from '../testhooks';
@@ -11,6 +12,24 @@ import { ShimProcess, type LifecycleSink } from './lifecycle';
 import { check, exitOf, type ExitInfo, type StateKind } from './state';
 
 let execFileSeq = 0;
+
+/**
+ * The process spec runc is given for an exec: containerd's, with `terminal` set from the request.
+ * The request's flag decides the stdio (a console socket, or pipes), and runc refuses a console
+ * socket for a spec without a terminal ("cannot use console socket if runc will not detach or
+ * allocate tty") and a terminal without one: the two must agree, and the Go shim makes them agree
+ * the same way (`spec.Terminal = r.Terminal` in its Init.exec), whatever the client put in the spec.
+ */
+export function execProcessSpec(spec: Buffer, terminal: boolean): Buffer {
+  let p: unknown;
+  try {
+    p = JSON.parse(spec.toString('utf8'));
+  } catch (err) {
+    throw invalidArgument(`exec process spec is not valid JSON: ${(err as Error).message}`);
+  }
+  if (typeof p !== 'object' || p === null || Array.isArray(p)) throw invalidArgument('exec process spec is not a JSON object');
+  return Buffer.from(JSON.stringify({ ...p, terminal }));
+}
 
 export class ExecProcess extends ShimProcess {
   protected readonly startFailure = 'OCI runtime exec failed';
@@ -20,7 +39,7 @@ export class ExecProcess extends ShimProcess {
     readonly execId: string,
     readonly containerId: string,
     private readonly bundle: string,
-    /** The OCI process spec as containerd sent it (JSON bytes). */
+    /** The OCI process spec for runc (JSON bytes): containerd's, through execProcessSpec. */
     private readonly spec: Buffer,
     stdio: StdioPaths,
     io: ProcessIO,
