@@ -3,6 +3,7 @@
 export * from './proc';
 export * from './fixtures';
 export * from './containerd';
+export * from './versions';
 export * from './events';
 export * from './leaks';
 export * from './scenario';

@@ -244,7 +244,7 @@ export class StreamingProcess {
 
 /** `ctr --address <cd> -n <ns> ...args` as a StreamingProcess. */
 export function streamCtr(cd: Containerd, args: readonly string[], opts: StreamingOptions = {}): StreamingProcess {
-  return new StreamingProcess('ctr', ['--address', cd.address, '-n', cd.namespace, ...args], opts);
+  return new StreamingProcess(cd.ctrPath, ['--address', cd.address, '-n', cd.namespace, ...args], opts);
 }
 
 /** A StreamingResult for assertion messages (heads only). */
@@ -491,7 +491,7 @@ export class PtyProcess {
 
 /** `ctr --address <cd> -n <ns> ...args` on a pty of rows x cols. */
 export function ptyCtr(cd: Containerd, args: readonly string[], opts: { rows: number; cols: number; timeoutMs?: number }): PtyProcess {
-  return new PtyProcess(['ctr', '--address', cd.address, '-n', cd.namespace, ...args], opts);
+  return new PtyProcess([cd.ctrPath, '--address', cd.address, '-n', cd.namespace, ...args], opts);
 }
 
 // ---------------------------------------------------------------------------------------------
