@@ -202,6 +202,7 @@ t.test('checker: works on parsed `ctr events` lines', async t => {
   t.equal(parseEventTime('2026-11-22T11:03:36.081Z'), Date.parse('2026-11-22T11:03:36.081Z'));
   t.equal(parseEventTime('2026-11-22 12:03:36 +0100 CET'), Date.parse('2026-11-22T11:03:36Z'));
   t.equal(parseEventTime(undefined), undefined);
+  t.equal(parseEventTime({ seconds: 1796488201, nanos: 6664402 }), 1796488201006.664402, 'ctr 2.x: exited_at as {seconds, nanos}');
   const swapped = [events[0]!, events[1]!, events[2]!, events[3]!, events[5]!, events[4]!, events[6]!];
   t.same(checkExitOrdering(swapped).violations.map(v => v.kind), ['exec-exit-after-init-exit']);
 });

@@ -110,8 +110,16 @@ export interface OrderingReport {
   execExitsPublishedAfterInitExited: number;
 }
 
-/** A `ctr events` timestamp or an RFC 3339 exited_at, as ms since the epoch (fractions kept). */
+/**
+ * A `ctr events` timestamp or an exited_at, as ms since the epoch (fractions kept). ctr 1.x
+ * prints exited_at as RFC 3339, ctr 2.x as a protobuf Timestamp object {seconds, nanos}.
+ */
 export function parseEventTime(s: unknown): number | undefined {
+  if (s !== null && typeof s === 'object' && 'seconds' in s) {
+    const { seconds, nanos } = s as { seconds: unknown; nanos?: unknown };
+    const sec = Number(seconds);
+    return Number.isFinite(sec) ? sec * 1000 + (Number(nanos ?? 0) || 0) / 1e6 : undefined;
+  }
   if (typeof s !== 'string') return undefined;
   const m = /^(\d{4}-\d\d-\d\d)[ T](\d\d:\d\d:\d\d)(?:\.(\d+))?\s*(Z|[+-]\d\d:?\d\d)?/.exec(s);
   if (!m) return undefined;
