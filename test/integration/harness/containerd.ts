@@ -435,6 +435,25 @@ export function withoutNodeOptions(file: string, args: readonly string[], env?: 
   return ['env', ['-u', 'NODE_OPTIONS', file, ...args]];
 }
 
+/**
+ * Live runcts daemons of cd, optionally of one namespace: not the short-lived `start` / `delete`
+ * invocations, and not a child a shim is spawning (posix_spawn's child shows its parent's argv
+ * until it execs runc or the daemon). A daemon leads a session of its own; the node process of a
+ * `start` shows the daemon's argv (bin/ leaves the action out) but is in containerd's session
+ * until it becomes the daemon, if it does.
+ */
+export function shimDaemons(cd: Containerd, ns?: string): ProcInfo[] {
+  const shims = cd.shims();
+  const shimPids = new Set(shims.map(p => p.pid));
+  return shims.filter(p => {
+    const last = p.argv[p.argv.length - 1];
+    if (last === 'start' || last === 'delete' || shimPids.has(p.ppid) || p.sid !== p.pid) return false;
+    if (ns === undefined) return true;
+    const i = p.argv.indexOf('-namespace');
+    return i >= 0 && p.argv[i + 1] === ns;
+  });
+}
+
 /** TOML basic string. */
 export function tomlString(s: string): string {
   return JSON.stringify(s);

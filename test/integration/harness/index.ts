@@ -11,3 +11,4 @@ export * from './ordering';
 export * from './stdio';
 export * from './cri';
 export * from './direct';
+export * from './tasks';

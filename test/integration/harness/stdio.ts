@@ -247,6 +247,26 @@ export function streamCtr(cd: Containerd, args: readonly string[], opts: Streami
   return new StreamingProcess(cd.ctrPath, ['--address', cd.address, '-n', cd.namespace, ...args], opts);
 }
 
+/**
+ * Feed `input` to the stdin of `ctr ...args` (a container that prints "ready" on stderr once it
+ * runs, then copies stdin to stdout) and close it. ctr (1.6 at least) closes the task's stdin
+ * only through a closer it installs after the task (or exec) is created, and an EOF that comes
+ * before loses that closer (ctr then never closes stdin and cat never exits): so the input is
+ * written only once "ready" arrived, in several writes, as a pipe would deliver them.
+ * ready: false (and the process killed) when "ready" did not come within 15 s.
+ */
+export async function feedStdin(cd: Containerd, args: readonly string[], input: Buffer): Promise<{ ready: boolean; result: StreamingResult }> {
+  const p = streamCtr(cd, args, { stdin: true, timeoutMs: 30_000 });
+  const ready = await p.stderr.waitForHead('ready\n', 15_000);
+  if (!ready) {
+    p.kill();
+    return { ready, result: await p.result() };
+  }
+  for (let off = 0; off < input.length; off += 100_000) await p.write(input.subarray(off, off + 100_000));
+  p.endStdin();
+  return { ready, result: await p.result() };
+}
+
 /** A StreamingResult for assertion messages (heads only). */
 export function describeStreaming(r: StreamingResult): string {
   const how = r.timedOut ? `TIMED OUT after ${Math.round(r.durationMs)} ms` : r.signal ? `signal ${r.signal}` : `exit ${r.code}`;
