@@ -11,4 +11,5 @@ export * from './ordering';
 export * from './stdio';
 export * from './cri';
 export * from './direct';
+export * from './introspection';
 export * from './tasks';
