@@ -663,6 +663,11 @@ export class CriContainerd {
   }
 }
 
+/** The table whose containerd.runtimes.NAME are the CRI handlers: moved in containerd 2.0. */
+export function criRuntimeTable(dist: ContainerdDist): string {
+  return dist.configVersion === 2 ? 'plugins."io.containerd.grpc.v1.cri"' : 'plugins."io.containerd.cri.v1.runtime"';
+}
+
 /**
  * The CRI plugin's config for this containerd version. 1.x (config version 2): everything under
  * [plugins."io.containerd.grpc.v1.cri"]. 2.x (version 3 and 4): the runtime part (handlers,
@@ -688,7 +693,7 @@ export function criConfig(net: CniNetwork, dist: ContainerdDist): string {
     '  max_container_log_line_size = 16384',
   ];
   if (dist.configVersion === 2) {
-    const cri = 'plugins."io.containerd.grpc.v1.cri"';
+    const cri = criRuntimeTable(dist);
     return [
       `[${cri}]`,
       `  sandbox_image = ${q(PAUSE_IMAGE)}`,
@@ -705,7 +710,7 @@ export function criConfig(net: CniNetwork, dist: ContainerdDist): string {
       '',
     ].join('\n');
   }
-  const runtime = 'plugins."io.containerd.cri.v1.runtime"';
+  const runtime = criRuntimeTable(dist);
   const images = 'plugins."io.containerd.cri.v1.images"';
   return [
     `[${runtime}]`,
