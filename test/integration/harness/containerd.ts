@@ -68,9 +68,13 @@ export function repoRoot(): string {
   throw new Error(`cannot find the runcts checkout above ${__dirname}`);
 }
 
-/** The shim socket containerd 1.6's shims derive for a container: sha256(address/ns/id). */
-export function shimSocketPath(containerdAddress: string, namespace: string, id: string): string {
-  const hex = crypto.createHash('sha256').update(path.join(containerdAddress, namespace, id)).digest('hex');
+/**
+ * The shim socket the shims of containerd 1.6 to 2.3 derive for a container (or group):
+ * sha256(address/ns/id); with debug, the Go shim's second socket sha256(address/ns/id/debug),
+ * which the 2.x Go shim opens when containerd logs at debug level.
+ */
+export function shimSocketPath(containerdAddress: string, namespace: string, id: string, debug = false): string {
+  const hex = crypto.createHash('sha256').update(path.join(containerdAddress, namespace, id, debug ? 'debug' : '')).digest('hex');
   return path.join(SHIM_SOCKET_DIR, hex);
 }
 
@@ -207,9 +211,9 @@ export class Containerd {
     return path.join(this.root, 'io.containerd.runtime.v2.task', ns);
   }
 
-  /** The socket a containerd 1.6 shim of this containerd uses for container id. */
-  shimSocketPath(id: string, ns = this.namespace): string {
-    return shimSocketPath(this.address, ns, id);
+  /** The socket a shim of this containerd uses for container id (debug: the Go shim's debug socket). */
+  shimSocketPath(id: string, ns = this.namespace, debug = false): string {
+    return shimSocketPath(this.address, ns, id, debug);
   }
 
   /**
@@ -355,7 +359,7 @@ export class Containerd {
     }
     const shimsBefore = this.shims();
     const shimSockets = new Set<string>(shimsBefore.flatMap(p => unixSocketPathsOf(p.pid)).filter(s => s.startsWith(SHIM_SOCKET_DIR + '/')));
-    for (const id of ids) shimSockets.add(this.shimSocketPath(id));
+    for (const id of ids) for (const debug of [false, true]) shimSockets.add(this.shimSocketPath(id, this.namespace, debug));
 
     if (this.running) {
       this.proc!.kill('SIGTERM');
