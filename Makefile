@@ -62,7 +62,7 @@ test-integration: build
 clean:
 	rm -rf dist addon/build
 
-# Side by side with the Go shim, see docs/benchmarks.md (BENCH_ROUNDS, BENCH_PODS, BENCH_GROUPED, BENCH_ONLY, ...)
+# Side by side with the Go shim, see docs/benchmarks.md (BENCH_ROUNDS, BENCH_PODS, BENCH_GROUPED, BENCH_ONLY, BENCH_CONTAINERD, ...)
 bench: build
 	node dist/test/bench/main.js
 

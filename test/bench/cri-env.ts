@@ -3,10 +3,10 @@
 // runcts runtime type with a ConfigPath options file that turns on one daemon per namespace.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { CRI_NAMESPACE, listProcesses, Pod, podSandboxConfig, repoRoot, RUNTIME_RUNCTS, startCriContainerd, waitFor, type CriContainerd, type NamespaceMode } from '../integration/harness';
+import { containerdDist, criRuntimeTable, CRI_NAMESPACE, listProcesses, Pod, podSandboxConfig, repoRoot, RUNTIME_RUNCTS, startCriContainerd, waitFor, type CriContainerd, type NamespaceMode } from '../integration/harness';
 import type { FrozenShim } from './frozen-shim';
 import type { Column } from './table';
-import { progress, uniqueId } from './util';
+import { KNOBS, progress, uniqueId } from './util';
 
 /** The long-running container of the exec and memory figures. */
 export const SLEEPER = { command: ['sleep', '1000000'] };
@@ -65,13 +65,13 @@ export async function startBenchCri(grouping: GroupingMode, frozen?: FrozenShim,
     optsDir = fs.mkdtempSync('/tmp/rc-bench-opts-');
     const file = path.join(optsDir, 'runcts-grouped.toml');
     fs.writeFileSync(file, `${grouping.option}\n`);
-    const table = `plugins."io.containerd.grpc.v1.cri".containerd.runtimes.${GROUPED_HANDLER}`;
+    const table = `${criRuntimeTable(await containerdDist(KNOBS.containerd))}.containerd.runtimes.${GROUPED_HANDLER}`;
     extraConfig = [`\n[${table}]`, `  runtime_type = ${JSON.stringify(RUNTIME_RUNCTS)}`, `[${table}.options]`, `  ConfigPath = ${JSON.stringify(file)}`, ''].join('\n');
     handlers.push({ column: 'grouped', name: GROUPED_HANDLER });
   }
   if (only) handlers.splice(0, handlers.length, ...handlers.filter(h => only.includes(h.name)));
   await waitForForeignK8sShims();
-  const env = await startCriContainerd({ logLevel, extraConfig });
+  const env = await startCriContainerd({ logLevel, extraConfig, version: KNOBS.containerd });
   frozen?.use(env.cd);
   const cri: BenchCri = {
     env,

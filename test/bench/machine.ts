@@ -3,7 +3,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { repoRoot, run } from '../integration/harness';
+import { repoRoot, run, type ContainerdDist } from '../integration/harness';
 
 export interface Machine {
   cpu: string;
@@ -27,12 +27,13 @@ async function firstLine(cmd: string, args: string[]): Promise<string> {
   return r.code === 0 ? (r.stdout.split('\n')[0] ?? '').trim() : `? (${cmd} ${args.join(' ')}: exit ${r.code})`;
 }
 
-export async function describeMachine(): Promise<Machine> {
+/** The machine, with the containerd and Go shim of dist (the ones the benchmark runs). */
+export async function describeMachine(dist: ContainerdDist): Promise<Machine> {
   const memKiB = Number(/^MemTotal:\s+(\d+)/m.exec(fs.readFileSync('/proc/meminfo', 'utf8'))?.[1] ?? NaN);
   const [containerd, runc, goShim, commit, dirty] = await Promise.all([
-    firstLine('containerd', ['--version']),
+    firstLine(dist.containerd, ['--version']),
     firstLine('runc', ['--version']),
-    run('containerd-shim-runc-v2', ['-v'], { timeoutMs: 10_000 }).then(r => /Version:\s*(\S+)/.exec(r.stdout)?.[1] ?? '?'),
+    run(dist.goShim, ['-v'], { timeoutMs: 10_000 }).then(r => /Version:\s*(\S+)/.exec(r.stdout)?.[1] ?? '?'),
     firstLine('git', ['-C', repoRoot(), 'rev-parse', '--short', 'HEAD']),
     run('git', ['-C', repoRoot(), 'status', '--porcelain', '--', 'shim', 'addon', 'bin'], { timeoutMs: 10_000 }),
   ]);

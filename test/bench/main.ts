@@ -6,7 +6,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { busyboxRootfs, repoRoot, startContainerd, type Containerd } from '../integration/harness';
+import { busyboxRootfs, containerdDist, repoRoot, startContainerd, type Containerd } from '../integration/harness';
 import * as ctr from './ctr';
 import * as cri from './cri';
 import { groupingMode, startBenchCri, type GroupingMode } from './cri-env';
@@ -43,7 +43,7 @@ async function ctrMode(figures: Figure[], frozen: FrozenShim | undefined): Promi
   if (!wanted.length) return;
   progress('starting containerd (ctr mode)');
   const errorsBefore = recordedErrors().length;
-  const cd = await startContainerd({ logLevel: LOG_LEVEL });
+  const cd = await startContainerd({ logLevel: LOG_LEVEL, version: KNOBS.containerd });
   frozen?.use(cd);
   const rootfs = await busyboxRootfs();
   const floor = await RuncFloor.create(rootfs);
@@ -93,7 +93,7 @@ function linkExecFloor(figures: Figure[]): void {
 
 async function main(): Promise<void> {
   const t0 = nowMs();
-  const machine = await describeMachine();
+  const machine = await describeMachine(await containerdDist(KNOBS.containerd));
   const grouping = groupingMode();
   console.log(renderMachine(machine));
   console.log(`knobs: ${JSON.stringify(KNOBS)}`);

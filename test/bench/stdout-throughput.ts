@@ -35,7 +35,7 @@ function transfer(cd: Containerd, args: string[], expectBytes: number, tolerateL
   return new Promise((resolve, reject) => {
     const t0 = process.hrtime.bigint();
     const ms = (): number => Number(process.hrtime.bigint() - t0) / 1e6;
-    const child = spawn('ctr', ['--address', cd.address, '-n', cd.namespace, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(cd.ctrPath, ['--address', cd.address, '-n', cd.namespace, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     let bytes = 0;
     let first: number | undefined;
     let last = 0;
@@ -105,7 +105,7 @@ export async function stdoutFigures(cd: Containerd, rootfs: string, mib = KNOBS.
 }
 
 async function main(): Promise<void> {
-  const cd = await startContainerd({ logLevel: 'info' });
+  const cd = await startContainerd({ logLevel: 'info', version: KNOBS.containerd });
   try {
     console.log(renderTable(await stdoutFigures(cd, await busyboxRootfs())));
   } finally {

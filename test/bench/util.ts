@@ -2,6 +2,7 @@
 // worker pool, progress output. Benchmarks print figures and never assert on time; a command
 // that fails is an error (it throws).
 import * as fs from 'node:fs';
+import { CONTAINERD_VERSIONS, type ContainerdVersion, isContainerdVersion, SYSTEM_CONTAINERD } from '../integration/harness';
 
 /** A positive integer from the environment, or the default. */
 export function envInt(name: string, dflt: number): number {
@@ -31,7 +32,18 @@ export const KNOBS = {
   podConcurrency: envInt('BENCH_POD_CONCURRENCY', 5),
   stdoutMiB: envInt('BENCH_MIB', 256),
   stdoutRounds: envInt('BENCH_STDOUT_ROUNDS', 3),
+  containerd: benchContainerd(),
 };
+
+/**
+ * The containerd to measure on: BENCH_CONTAINERD=1.7|2.2|2.3 (the builds of the harness'
+ * versions.ts; default 1.6, the system's). Its own Go shim is the "go" column.
+ */
+export function benchContainerd(): ContainerdVersion {
+  const v = process.env.BENCH_CONTAINERD ?? SYSTEM_CONTAINERD;
+  if (!isContainerdVersion(v)) throw new Error(`BENCH_CONTAINERD=${v}: expected one of ${CONTAINERD_VERSIONS.join(', ')}`);
+  return v;
+}
 
 /** Phases to run: BENCH_ONLY=ctr,floor,stdout,cri,memory narrows them (default all). */
 export function phaseEnabled(phase: string): boolean {

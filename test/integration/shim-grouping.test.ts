@@ -23,12 +23,12 @@ import {
   leakSnapshot,
   namespaceCgroups,
   processesInNamespaceCgroups,
-  ProcInfo,
   readProcess,
   run,
   RunResult,
   RUNC_STATE_ROOT,
   RUNTIME_RUNCTS,
+  shimDaemons,
   sleep,
   startContainerd,
   waitFor,
@@ -38,23 +38,6 @@ const RUNTIME = RUNTIME_RUNCTS;
 /** manager.ts NAMESPACE_GROUP: the group name the namespace daemon's socket is derived from. */
 const NS_GROUP = '.runcts-namespace';
 const SHIM_BINARY = 'containerd-shim-runcts-v2';
-
-/**
- * Live runcts daemons of cd, optionally of one namespace: not the short-lived `start` / `delete`
- * invocations, and not a child a shim is spawning (posix_spawn's child shows its parent's argv
- * until it execs runc or the daemon). A daemon leads a session of its own; the node process of a
- * `start` shows the daemon's argv (bin/ leaves the action out) but is in containerd's session
- * until it becomes the daemon, if it does.
- */
-function daemons(cd: Containerd, ns?: string): ProcInfo[] {
-  const shims = cd.shims();
-  const shimPids = new Set(shims.map(p => p.pid));
-  return shims.filter(p => {
-    const last = p.argv[p.argv.length - 1];
-    if (last === 'start' || last === 'delete' || shimPids.has(p.ppid) || p.sid !== p.pid) return false;
-    return ns === undefined || argAfter(p.argv, '-namespace') === ns;
-  });
-}
 
 function argAfter(argv: readonly string[], flag: string): string | undefined {
   const i = argv.indexOf(flag);
@@ -146,7 +129,7 @@ async function withGroupedContainerd(
 /** What a namespace other than cd.namespace left behind (the harness's leak check covers cd.namespace only). */
 async function namespaceLeftovers(cd: Containerd, ns: string): Promise<string[]> {
   const out: string[] = [];
-  if (daemons(cd, ns).length) out.push(...daemons(cd, ns).map(p => `daemon of ${ns} left: pid ${p.pid}`));
+  if (shimDaemons(cd, ns).length) out.push(...shimDaemons(cd, ns).map(p => `daemon of ${ns} left: pid ${p.pid}`));
   if (fs.existsSync(groupSocket(cd, ns))) out.push(`socket of ${ns} left: ${groupSocket(cd, ns)}`);
   for (const d of [cd.taskStateDir(ns), cd.taskRootDir(ns)]) for (const e of safeReaddir(d)) out.push(`task dir left: ${path.join(d, e)}`);
   for (const e of safeReaddir(path.join(RUNC_STATE_ROOT, ns))) out.push(`runc state left: ${path.join(RUNC_STATE_ROOT, ns, e)}`);
@@ -276,7 +259,7 @@ t.test('one daemon serves every container of a namespace; another namespace gets
     runs.forEach((r, i) => expectCode(t, r, 0, `ctr run -d ${sleepers[i]!.id}`));
     if (runs.some(r => r.code !== 0)) return;
 
-    const ds = daemons(cd);
+    const ds = shimDaemons(cd);
     if (!t.equal(ds.length, 1, 'exactly one runcts daemon for the six containers', { daemons: ds.map(d => d.argv.join(' ')) })) return;
     const daemon = ds[0]!;
     t.equal(argAfter(daemon.argv, '-namespace'), cd.namespace, 'the daemon serves our namespace');
@@ -305,7 +288,7 @@ t.test('one daemon serves every container of a namespace; another namespace gets
       t.equal(r.stdout, `${fg[i]}\n`, 'its own stdout');
       t.equal(r.stderr, `err-${fg[i]}\n`, 'its own stderr');
     });
-    t.same(daemons(cd).map(d => d.pid), [daemon.pid], 'still the one daemon');
+    t.same(shimDaemons(cd).map(d => d.pid), [daemon.pid], 'still the one daemon');
 
     // Execs into two of them land in the right container.
     for (const s of [sleepers[1]!, sleepers[4]!]) {
@@ -322,7 +305,7 @@ t.test('one daemon serves every container of a namespace; another namespace gets
     await killAndRemove(t, cd, first!.id);
     const logMark = fs.statSync(cd.logPath).size;
     await sleep(300);
-    t.same(daemons(cd).map(d => d.pid), [daemon.pid], 'the daemon survived the removal of its own bundle');
+    t.same(shimDaemons(cd).map(d => d.pid), [daemon.pid], 'the daemon survived the removal of its own bundle');
     const other = sleepers.find(s => s !== first)!;
     const ex = await cd.ctr(['task', 'exec', '--exec-id', 'after', other.id, '/bin/sh', '-c', 'echo still $0', other.id]);
     expectCode(t, ex, 0, 'exec after the bundle removal');
@@ -331,7 +314,7 @@ t.test('one daemon serves every container of a namespace; another namespace gets
     const lateRun = await ctrRun(late, ['/bin/sh', '-c', 'echo $0; exit 3', late], { rm: true });
     expectCode(t, lateRun, 3, 'a new container after the bundle removal');
     t.equal(lateRun.stdout, `${late}\n`, 'its output');
-    t.same(daemons(cd).map(d => d.pid), [daemon.pid], 'served by the same daemon');
+    t.same(shimDaemons(cd).map(d => d.pid), [daemon.pid], 'served by the same daemon');
     // The daemon started logging into the `log` fifo of the bundle it started in; containerd stops
     // reading that one when the container goes, and the daemon moves to another container's.
     const laterLines = fs.readFileSync(cd.logPath, 'utf8').slice(logMark).split('\n').filter(l => l.includes(`"pid":${daemon.pid},`));
@@ -343,17 +326,17 @@ t.test('one daemon serves every container of a namespace; another namespace gets
     const bOut = await ctrRun(id('nsb-fg'), ['/bin/sh', '-c', 'echo in-b; exit 6'], { rm: true, ns: ns2 });
     expectCode(t, bOut, 6, 'foreground run in the second namespace');
     t.equal(bOut.stdout, 'in-b\n', 'its output');
-    const all = daemons(cd);
+    const all = shimDaemons(cd);
     t.equal(all.length, 2, 'two namespaces, two daemons', { daemons: all.map(d => d.argv.join(' ')) });
-    t.same(daemons(cd, cd.namespace).map(d => d.pid), [daemon.pid], 'ours is unchanged');
-    t.equal(daemons(cd, ns2).length, 1, `one daemon for ${ns2}`);
+    t.same(shimDaemons(cd, cd.namespace).map(d => d.pid), [daemon.pid], 'ours is unchanged');
+    t.equal(shimDaemons(cd, ns2).length, 1, `one daemon for ${ns2}`);
     t.ok(fs.existsSync(groupSocket(cd, ns2)), 'on the socket of the second namespace');
     for (const cid of b) t.equal(addressOf(cd, cid, ns2), `unix://${groupSocket(cd, ns2)}`, `${cid}'s address file`);
 
     // Everything goes; then both daemons exit after their linger.
     for (const s of sleepers) if (s !== first) await killAndRemove(t, cd, s.id);
     for (const cid of b) await killAndRemove(t, cd, cid, ns2);
-    t.ok(await waitFor(() => daemons(cd).length === 0, { timeoutMs: 10_000 }), 'both daemons exit once idle past the linger');
+    t.ok(await waitFor(() => shimDaemons(cd).length === 0, { timeoutMs: 10_000 }), 'both daemons exit once idle past the linger');
     t.notOk(fs.existsSync(groupSocket(cd)), 'our socket removed');
     t.notOk(fs.existsSync(groupSocket(cd, ns2)), 'the second namespace\'s socket removed');
   }, { extraNamespaces: [ns2] });
@@ -364,7 +347,7 @@ t.test('an idle daemon lingers, takes a newcomer, and exits after the linger', {
   await withGroupedContainerd(t, { RUNCTS_SHIM_LINGER_MS: String(LINGER) }, async ({ cd, id, ctrRun }) => {
     const c1 = id('linger');
     expectCode(t, await ctrRun(c1, ['/bin/sleep', '1000'], { detach: true }), 0, 'ctr run -d');
-    const ds = daemons(cd);
+    const ds = shimDaemons(cd);
     if (!t.equal(ds.length, 1, 'one daemon')) return;
     const pid = ds[0]!.pid;
     const sock = groupSocket(cd);
@@ -383,7 +366,7 @@ t.test('an idle daemon lingers, takes a newcomer, and exits after the linger', {
     const r = await ctrRun(c2, ['/bin/sh', '-c', 'echo $0; exit 3', c2], { rm: true });
     expectCode(t, r, 3, 'ctr run --rm during the linger');
     t.equal(r.stdout, `${c2}\n`, 'its output');
-    t.same(daemons(cd).map(d => d.pid), [pid], 'served by the lingering daemon');
+    t.same(shimDaemons(cd).map(d => d.pid), [pid], 'served by the lingering daemon');
     const gone2 = Date.now();
     t.comment(`second container gone ${gone2 - gone1} ms after the first`);
 
@@ -394,7 +377,7 @@ t.test('an idle daemon lingers, takes a newcomer, and exits after the linger', {
     t.ok(exited, `the daemon exited, ${at} ms after its last container went`);
     t.ok(at >= LINGER - 300, `not before the linger (${at} ms >= ${LINGER} ms, less the time ctr took to return)`);
     t.notOk(fs.existsSync(sock), 'its socket was removed');
-    t.same(daemons(cd), [], 'no daemon left');
+    t.same(shimDaemons(cd), [], 'no daemon left');
   });
 });
 
@@ -413,12 +396,12 @@ t.test('churn: starts keep coming while the daemon decides to exit', { timeout: 
     let sampling = true;
     const sampler = (async () => {
       while (sampling) {
-        const ds = daemons(cd).map(d => d.pid);
+        const ds = shimDaemons(cd).map(d => d.pid);
         for (const p of ds) seen.add(p);
         // A daemon keeps the start lock until it is gone: two live at once in one namespace is a
         // bug. Listed twice, so that one that exited between the reads of /proc is not counted.
         if (ds.length > 1) {
-          const again = daemons(cd).map(d => d.pid).filter(p => ds.includes(p));
+          const again = shimDaemons(cd).map(d => d.pid).filter(p => ds.includes(p));
           if (again.length > 1) {
             overlaps++;
             overlapSamples.push(again.map(p => `${p} in ${bundleIdOf(p) ?? '?'}`).join(', '));
@@ -447,7 +430,7 @@ t.test('churn: starts keep coming while the daemon decides to exit', { timeout: 
     t.equal(failures.length, 0, 'every ctr run --rm exited 0 with no output');
     t.ok(seen.size > 1, `the daemon really exited in between (${seen.size} daemons)`);
     t.equal(overlaps, 0, 'never two live daemons for the namespace');
-    t.ok(await waitFor(() => daemons(cd).length === 0, { timeoutMs: 10_000 }), 'the last daemon exits');
+    t.ok(await waitFor(() => shimDaemons(cd).length === 0, { timeoutMs: 10_000 }), 'the last daemon exits');
     t.notOk(fs.existsSync(groupSocket(cd)), 'its socket removed');
   });
 });
@@ -460,7 +443,7 @@ t.test('ShimGrouping values: "pod" is per container, anything else is refused', 
     t.not(r.code, 0, 'ctr run fails', { result: describeResult(r) });
     t.match(r.stderr, /ShimGrouping must be one of pod, namespace, not "cluster"/, 'the error names the option, the allowed values and the value');
     t.match(r.stderr, new RegExp(bad.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')), 'and the options file');
-    t.same(daemons(cd), [], 'no daemon started');
+    t.same(shimDaemons(cd), [], 'no daemon started');
     t.notOk(fs.existsSync(groupSocket(cd)), 'no namespace socket');
     t.notOk(fs.existsSync(cd.shimSocketPath(c)), 'no per-container socket');
     t.same(safeReaddir(cd.taskStateDir()), [], 'no bundle left');
@@ -474,11 +457,11 @@ t.test('ShimGrouping values: "pod" is per container, anything else is refused', 
     const pod = writeOptions(cd, 'pod.toml', 'ShimGrouping = "pod"\n');
     const p = [id('pod'), id('pod')];
     for (const cid of p) expectCode(t, await ctrRun(cid, ['/bin/sleep', '1000'], { detach: true, config: pod }), 0, `ctr run -d ${cid} (pod)`);
-    t.equal(daemons(cd).length, 2, '"pod": one daemon per container');
+    t.equal(shimDaemons(cd).length, 2, '"pod": one daemon per container');
     for (const cid of p) t.equal(addressOf(cd, cid), `unix://${cd.shimSocketPath(cid)}`, `${cid} on its own socket`);
     t.notOk(fs.existsSync(groupSocket(cd)), 'no namespace socket');
     for (const cid of p) await killAndRemove(t, cd, cid);
     // A pod daemon does not linger (no RUNCTS_SHIM_LINGER_MS here, and it would be ignored).
-    t.ok(await waitFor(() => daemons(cd).length === 0, { timeoutMs: 3_000 }), 'pod daemons exit with their container');
+    t.ok(await waitFor(() => shimDaemons(cd).length === 0, { timeoutMs: 3_000 }), 'pod daemons exit with their container');
   });
 });

@@ -16,6 +16,7 @@ import {
   Containerd,
   describeStreaming,
   expectCode,
+  feedStdin,
   listProcesses,
   randomBlob,
   RssSampler,
@@ -165,20 +166,11 @@ scenario(t, 'a slow reader loses nothing and the shim does not buffer for it', a
 // Same procedure for both runtimes.
 const STDIN_SIZE = 1 * MiB;
 
-async function feedStdin(t: Test, cd: Containerd, args: string[], what: string): Promise<void> {
+async function checkStdin(t: Test, cd: Containerd, args: string[], what: string): Promise<void> {
   const input = crypto.randomBytes(STDIN_SIZE);
-  const p = streamCtr(cd, args, { stdin: true, timeoutMs: 30_000 });
-  const ready = await p.stderr.waitForHead('ready\n', 15_000);
-  if (!t.ok(ready, `${what}: container ready`, { stderr: p.stderr.head })) {
-    p.kill();
-    await p.result();
-    return;
-  }
-  // Several writes, as a pipe would deliver them.
-  for (let off = 0; off < input.length; off += 100_000) await p.write(input.subarray(off, off + 100_000));
-  p.endStdin();
-  const r = await p.result();
+  const { ready, result: r } = await feedStdin(cd, args, input);
   const info = { result: describeStreaming(r) };
+  if (!t.ok(ready, `${what}: container ready`, info)) return;
   t.equal(r.code, 0, `${what}: stdin EOF ends cat, exit 0`, info);
   t.equal(r.stdout.bytes, STDIN_SIZE, `${what}: ${STDIN_SIZE} bytes echoed`, info);
   t.equal(r.stdout.sha256, sha256Hex(input), `${what}: echo is byte-exact`, info);
@@ -187,11 +179,11 @@ async function feedStdin(t: Test, cd: Containerd, args: string[], what: string):
 
 scenario(t, 'stdin reaches cat byte-exact and its EOF ends the process (init and exec)', async (t, { cd, runtime, id }) => {
   const script = 'echo ready >&2; exec cat';
-  await feedStdin(t, cd, ['run', '--rm', '--runtime', runtime, BUSYBOX_IMAGE, id('stdin'), 'sh', '-c', script], 'ctr run');
+  await checkStdin(t, cd, ['run', '--rm', '--runtime', runtime, BUSYBOX_IMAGE, id('stdin'), 'sh', '-c', script], 'ctr run');
   const cid = id('stdin-exec');
   if (!(await runSleeper(t, cd, runtime, cid))) return;
   try {
-    await feedStdin(t, cd, ['task', 'exec', '--exec-id', 'cat', cid, 'sh', '-c', script], 'ctr task exec');
+    await checkStdin(t, cd, ['task', 'exec', '--exec-id', 'cat', cid, 'sh', '-c', script], 'ctr task exec');
   } finally {
     await removeContainer(t, cd, cid);
   }

@@ -6,6 +6,7 @@ import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { busyboxImageTar, BUSYBOX_IMAGE } from './fixtures';
+import { ContainerdDist, containerdDist, ContainerdVersion } from './versions';
 import {
   DEFAULT_TIMEOUT_MS,
   describeResult,
@@ -27,12 +28,17 @@ export const RUNTIME_RUNCTS = 'io.containerd.runcts.v2';
 /** Every integration scenario runs against both: containerd's Go shim first, then ours. */
 export const RUNTIMES: readonly string[] = [RUNTIME_RUNC, RUNTIME_RUNCTS];
 export const SHIM_BINARIES: readonly string[] = ['containerd-shim-runc-v2', 'containerd-shim-runcts-v2'];
-/** Where shims put their sockets, whatever containerd's state dir (containerd 1.6). */
+/** Where shims put their sockets, whatever containerd's state dir (1.6 to 2.3, the default). */
 export const SHIM_SOCKET_DIR = '/run/containerd/s';
 /** The runc state root the shims use by default (one sub-directory per namespace). */
 export const RUNC_STATE_ROOT = '/run/containerd/runc';
 export const CGROUP_ROOT = '/sys/fs/cgroup';
 const SYSTEM_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+// ctr 2.x asks containerd for its deprecation warnings before every command and prints them on
+// stderr (on this cgroup v1 machine: "The support for cgroup v1 is deprecated since containerd
+// v2.2"); tests compare ctr's stderr. Every ctr the harness starts inherits this.
+process.env.CONTAINERD_SUPPRESS_DEPRECATION_WARNINGS ??= '1';
 
 /**
  * The runtimes to test: RUNCTS_TEST_RUNTIMES="io.containerd.runc.v2,..." narrows the set
@@ -62,19 +68,32 @@ export function repoRoot(): string {
   throw new Error(`cannot find the runcts checkout above ${__dirname}`);
 }
 
-/** The shim socket containerd 1.6's shims derive for a container: sha256(address/ns/id). */
-export function shimSocketPath(containerdAddress: string, namespace: string, id: string): string {
-  const hex = crypto.createHash('sha256').update(path.join(containerdAddress, namespace, id)).digest('hex');
+/**
+ * The shim socket the shims of containerd 1.6 to 2.3 derive for a container (or group):
+ * sha256(address/ns/id); with debug, the Go shim's second socket sha256(address/ns/id/debug),
+ * which the 2.x Go shim opens when containerd logs at debug level.
+ */
+export function shimSocketPath(containerdAddress: string, namespace: string, id: string, debug = false): string {
+  const hex = crypto.createHash('sha256').update(path.join(containerdAddress, namespace, id, debug ? 'debug' : '')).digest('hex');
   return path.join(SHIM_SOCKET_DIR, hex);
 }
 
 export interface ContainerdOptions {
+  /**
+   * Which containerd (default '1.6', the system's): its containerd binary, its ctr for every
+   * ctr() call, its Go shim for io.containerd.runc.v2 (its bin dir in containerd's PATH, after
+   * the runcts one) and a config in the shape that version reads. See versions.ts.
+   */
+  version?: ContainerdVersion;
   /** Namespace for ctr (default: a fresh random one, so cgroups and runc state are ours alone). */
   namespace?: string;
   /** Default: ["io.containerd.grpc.v1.cri"]. */
   disabledPlugins?: string[];
-  /** TOML appended to the generated config.toml. */
-  extraConfig?: string;
+  /**
+   * TOML appended to the generated config.toml. A function gets this containerd's version
+   * details (the CRI plugin's tables moved between versions).
+   */
+  extraConfig?: string | ((dist: ContainerdDist) => string);
   /** containerd log level (default "debug": shims' logs then reach containerd's log too). */
   logLevel?: string;
   /** How long to wait for `ctr version` to answer (default 30 s). */
@@ -118,14 +137,17 @@ export class Containerd {
   readonly logPath: string;
   /** The directory at the head of containerd's PATH, holding the runcts shim symlink. */
   readonly binDir: string;
+  /** The containerd version in use: its binaries and config version. */
+  readonly dist: ContainerdDist;
   private proc: ChildProcess | undefined;
   private exited = false;
   private exitPromise: Promise<void> | undefined;
   private stopped = false;
   private opts: ContainerdOptions | undefined;
 
-  constructor(dir: string, namespace: string) {
+  constructor(dir: string, namespace: string, dist: ContainerdDist) {
     this.dir = dir;
+    this.dist = dist;
     this.root = path.join(dir, 'root');
     this.state = path.join(dir, 'state');
     this.address = path.join(dir, 'c.sock');
@@ -134,6 +156,16 @@ export class Containerd {
     this.logPath = path.join(dir, 'containerd.log');
     this.binDir = path.join(dir, 'bin');
     this.namespace = namespace;
+  }
+
+  /** '1.6', '1.7', '2.2', '2.3'. */
+  get version(): ContainerdVersion {
+    return this.dist.version;
+  }
+
+  /** This version's ctr (absolute path). */
+  get ctrPath(): string {
+    return this.dist.ctr;
   }
 
   get pid(): number | undefined {
@@ -146,7 +178,7 @@ export class Containerd {
 
   /** Run `ctr --address <sock> -n <ns> ...args` with a timeout. */
   ctr(args: readonly string[], opts: CtrOptions = {}): Promise<RunResult> {
-    return run('ctr', ['--address', this.address, '-n', opts.namespace ?? this.namespace, ...args], {
+    return run(this.dist.ctr, ['--address', this.address, '-n', opts.namespace ?? this.namespace, ...args], {
       input: opts.input,
       timeoutMs: opts.timeoutMs ?? DEFAULT_TIMEOUT_MS,
     });
@@ -179,9 +211,9 @@ export class Containerd {
     return path.join(this.root, 'io.containerd.runtime.v2.task', ns);
   }
 
-  /** The socket a containerd 1.6 shim of this containerd uses for container id. */
-  shimSocketPath(id: string, ns = this.namespace): string {
-    return shimSocketPath(this.address, ns, id);
+  /** The socket a shim of this containerd uses for container id (debug: the Go shim's debug socket). */
+  shimSocketPath(id: string, ns = this.namespace, debug = false): string {
+    return shimSocketPath(this.address, ns, id, debug);
   }
 
   /**
@@ -209,29 +241,18 @@ export class Containerd {
     fs.mkdirSync(this.binDir, { recursive: true });
     fs.symlinkSync(path.join(repoRoot(), 'bin/containerd-shim-runcts-v2'), path.join(this.binDir, 'containerd-shim-runcts-v2'));
     const disabled = opts.disabledPlugins ?? ['io.containerd.grpc.v1.cri'];
-    const q = (s: string): string => JSON.stringify(s);
+    const extra = typeof opts.extraConfig === 'function' ? opts.extraConfig(this.dist) : (opts.extraConfig ?? '');
     const config = [
-      'version = 2',
-      `root = ${q(this.root)}`,
-      `state = ${q(this.state)}`,
-      `disabled_plugins = [${disabled.map(q).join(', ')}]`,
-      '',
-      '[grpc]',
-      `  address = ${q(this.address)}`,
-      '',
-      '[ttrpc]',
-      `  address = ${q(this.ttrpcAddress)}`,
-      '',
-      '[debug]',
-      `  level = ${q(opts.logLevel ?? 'debug')}`,
-      '',
-      '[plugins]',
-      '  [plugins."io.containerd.internal.v1.opt"]',
-      `    path = ${q(path.join(this.dir, 'opt'))}`,
-      '  [plugins."io.containerd.snapshotter.v1.overlayfs"]',
-      `    root_path = ${q(path.join(this.root, 'io.containerd.snapshotter.v1.overlayfs'))}`,
-      '',
-      opts.extraConfig ?? '',
+      containerdConfig(this.dist, {
+        root: this.root,
+        state: this.state,
+        grpcAddress: this.address,
+        ttrpcAddress: this.ttrpcAddress,
+        disabledPlugins: disabled,
+        logLevel: opts.logLevel ?? 'debug',
+        optDir: path.join(this.dir, 'opt'),
+      }),
+      extra,
       '',
     ].join('\n');
     fs.writeFileSync(this.configPath, config);
@@ -266,11 +287,12 @@ export class Containerd {
     this.exited = false;
     const logFd = fs.openSync(this.logPath, 'a');
     try {
-      const [file, args] = withoutNodeOptions('containerd', ['--config', this.configPath], opts.env);
+      const [file, args] = withoutNodeOptions(this.dist.containerd, ['--config', this.configPath], opts.env);
       this.proc = spawn(file, args, {
         detached: true, // own process group: a ^C to the test runner does not hit it first
         stdio: ['ignore', logFd, logFd],
-        env: { ...process.env, ...opts.env, PATH: `${this.binDir}:${SYSTEM_PATH}` },
+        // runcts first, then this version's Go shim (containerd-shim-runc-v2), then the system.
+        env: { ...process.env, ...opts.env, PATH: `${this.binDir}:${this.dist.binDir}:${SYSTEM_PATH}` },
       });
     } finally {
       fs.closeSync(logFd);
@@ -293,7 +315,7 @@ export class Containerd {
     while (Date.now() < deadline) {
       if (this.exited) throw new Error(`containerd exited during startup; log tail:\n${this.logTail()}`);
       if (fs.existsSync(this.address)) {
-        last = await run('ctr', ['--address', this.address, 'version'], { timeoutMs: 5_000 });
+        last = await run(this.dist.ctr, ['--address', this.address, 'version'], { timeoutMs: 5_000 });
         if (last.code === 0) return;
       }
       await sleep(50);
@@ -337,7 +359,7 @@ export class Containerd {
     }
     const shimsBefore = this.shims();
     const shimSockets = new Set<string>(shimsBefore.flatMap(p => unixSocketPathsOf(p.pid)).filter(s => s.startsWith(SHIM_SOCKET_DIR + '/')));
-    for (const id of ids) shimSockets.add(this.shimSocketPath(id));
+    for (const id of ids) for (const debug of [false, true]) shimSockets.add(this.shimSocketPath(id, this.namespace, debug));
 
     if (this.running) {
       this.proc!.kill('SIGTERM');
@@ -415,6 +437,65 @@ export class Containerd {
 export function withoutNodeOptions(file: string, args: readonly string[], env?: Readonly<Record<string, string>>): [string, string[]] {
   if (env?.NODE_OPTIONS !== undefined) return [file, [...args]];
   return ['env', ['-u', 'NODE_OPTIONS', file, ...args]];
+}
+
+/**
+ * Live runcts daemons of cd, optionally of one namespace: not the short-lived `start` / `delete`
+ * invocations, and not a child a shim is spawning (posix_spawn's child shows its parent's argv
+ * until it execs runc or the daemon). A daemon leads a session of its own; the node process of a
+ * `start` shows the daemon's argv (bin/ leaves the action out) but is in containerd's session
+ * until it becomes the daemon, if it does.
+ */
+export function shimDaemons(cd: Containerd, ns?: string): ProcInfo[] {
+  const shims = cd.shims();
+  const shimPids = new Set(shims.map(p => p.pid));
+  return shims.filter(p => {
+    const last = p.argv[p.argv.length - 1];
+    if (last === 'start' || last === 'delete' || shimPids.has(p.ppid) || p.sid !== p.pid) return false;
+    if (ns === undefined) return true;
+    const i = p.argv.indexOf('-namespace');
+    return i >= 0 && p.argv[i + 1] === ns;
+  });
+}
+
+/** TOML basic string. */
+export function tomlString(s: string): string {
+  return JSON.stringify(s);
+}
+
+/**
+ * The top of config.toml for this version: config `version` 2 (1.x) with the [grpc] / [ttrpc]
+ * tables, 3 (2.0-2.2: same tables), 4 (2.3: the listen addresses are the options of the
+ * io.containerd.server.v1.grpc / .ttrpc plugins). Shim sockets stay in the default
+ * /run/containerd/s (2.3's io.containerd.shim.v1.manager socket_dir is left unset).
+ */
+export function containerdConfig(
+  dist: ContainerdDist,
+  c: { root: string; state: string; grpcAddress: string; ttrpcAddress: string; disabledPlugins: readonly string[]; logLevel: string; optDir: string },
+): string {
+  const q = tomlString;
+  const listen =
+    dist.configVersion >= 4
+      ? ['  [plugins."io.containerd.server.v1.grpc"]', `    address = ${q(c.grpcAddress)}`, '  [plugins."io.containerd.server.v1.ttrpc"]', `    address = ${q(c.ttrpcAddress)}`]
+      : [];
+  return [
+    `version = ${dist.configVersion}`,
+    `root = ${q(c.root)}`,
+    `state = ${q(c.state)}`,
+    `disabled_plugins = [${c.disabledPlugins.map(q).join(', ')}]`,
+    '',
+    ...(dist.configVersion < 4 ? ['[grpc]', `  address = ${q(c.grpcAddress)}`, '', '[ttrpc]', `  address = ${q(c.ttrpcAddress)}`, ''] : []),
+    '[debug]',
+    `  level = ${q(c.logLevel)}`,
+    '',
+    '[plugins]',
+    ...listen,
+    '  [plugins."io.containerd.internal.v1.opt"]',
+    `    path = ${q(c.optDir)}`,
+    '  [plugins."io.containerd.snapshotter.v1.overlayfs"]',
+    `    root_path = ${q(path.join(c.root, 'io.containerd.snapshotter.v1.overlayfs'))}`,
+    '',
+  ].join('\n');
 }
 
 function isShimOf(argv: readonly string[], address: string): boolean {
@@ -521,8 +602,9 @@ function randomNamespace(): string {
 /** Start a private containerd and wait until `ctr version` answers. */
 export async function startContainerd(opts: ContainerdOptions = {}): Promise<Containerd> {
   // Short paths: unix socket paths are limited to 108 bytes.
+  const dist = await containerdDist(opts.version);
   const dir = fs.mkdtempSync('/tmp/rc-');
-  const cd = new Containerd(dir, opts.namespace ?? randomNamespace());
+  const cd = new Containerd(dir, opts.namespace ?? randomNamespace(), dist);
   try {
     await cd.start(opts);
   } catch (e) {

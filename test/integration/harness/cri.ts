@@ -12,9 +12,10 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Test } from 'tap';
 import WebSocket from 'ws';
-import { cgroupHierarchies, Containerd, repoRoot, RUNC_STATE_ROOT, RUNTIME_RUNC, RUNTIME_RUNCTS, runtimesUnderTest, startContainerd } from './containerd';
+import { cgroupHierarchies, Containerd, repoRoot, RUNC_STATE_ROOT, RUNTIME_RUNC, RUNTIME_RUNCTS, runtimesUnderTest, startContainerd, tomlString } from './containerd';
 import { BUSYBOX_IMAGE, busyboxImageTar, fixturesDir } from './fixtures';
 import { findLeaks, leakSnapshot, LeakSnapshot } from './leaks';
+import { ContainerdDist, ContainerdVersion } from './versions';
 import { isAlive, listProcesses, readProcess, run, runOk, sleep, waitFor, withTimeout } from './proc';
 
 /** containerd's CRI plugin works in this namespace, always. */
@@ -584,6 +585,8 @@ function removeCgroupTree(dir: string): boolean {
 // The CRI containerd.
 
 export interface CriContainerdOptions {
+  /** Which containerd (default the system's 1.6); see versions.ts. */
+  version?: ContainerdVersion;
   /** TOML appended inside the generated config (after the CRI section). */
   extraConfig?: string;
   logLevel?: string;
@@ -660,29 +663,72 @@ export class CriContainerd {
   }
 }
 
-function criConfig(net: CniNetwork): string {
-  const q = (s: string): string => JSON.stringify(s);
-  const cri = '[plugins."io.containerd.grpc.v1.cri"]';
-  return [
-    cri,
-    `  sandbox_image = ${q(PAUSE_IMAGE)}`,
-    // Lowering oom_score_adj below containerd's own is refused on this kind of machine.
-    '  restrict_oom_score_adj = true',
+/** The table whose containerd.runtimes.NAME are the CRI handlers: moved in containerd 2.0. */
+export function criRuntimeTable(dist: ContainerdDist): string {
+  return dist.configVersion === 2 ? 'plugins."io.containerd.grpc.v1.cri"' : 'plugins."io.containerd.cri.v1.runtime"';
+}
+
+/**
+ * The CRI plugin's config for this containerd version. 1.x (config version 2): everything under
+ * [plugins."io.containerd.grpc.v1.cri"]. 2.x (version 3 and 4): the runtime part (handlers,
+ * CNI, oom_score_adj, netns, log lines) under [plugins."io.containerd.cri.v1.runtime"], the
+ * image part (snapshotter, the pinned sandbox image) under [plugins."io.containerd.cri.v1.images"],
+ * only the streaming server under [plugins."io.containerd.grpc.v1.cri"]
+ * (internal/cri/config/config.go: RuntimeConfig, ImageConfig, ServerConfig).
+ */
+export function criConfig(net: CniNetwork, dist: ContainerdDist): string {
+  const q = tomlString;
+  const handlers = (table: string): string[] => CRI_HANDLERS.flatMap(h => [`[${table}.containerd.runtimes.${h.name}]`, `  runtime_type = ${q(h.runtimeType)}`]);
+  const streaming = [
     '  stream_server_address = "127.0.0.1"',
     '  stream_server_port = "0"',
     '  stream_idle_timeout = "5m"',
     '  enable_tls_streaming = false',
+  ];
+  const runtimeKeys = [
+    // Lowering oom_score_adj below containerd's own is refused on this kind of machine.
+    '  restrict_oom_score_adj = true',
     // Network namespaces under containerd's state dir: ours alone, cleaned with it.
     '  netns_mounts_under_state_dir = true',
     '  max_container_log_line_size = 16384',
-    `${cri.slice(0, -1)}.containerd]`,
-    '  snapshotter = "overlayfs"',
+  ];
+  if (dist.configVersion === 2) {
+    const cri = criRuntimeTable(dist);
+    return [
+      `[${cri}]`,
+      `  sandbox_image = ${q(PAUSE_IMAGE)}`,
+      ...runtimeKeys,
+      ...streaming,
+      `[${cri}.containerd]`,
+      '  snapshotter = "overlayfs"',
+      '  default_runtime_name = "runc"',
+      ...handlers(cri),
+      `[${cri}.cni]`,
+      `  bin_dir = ${q(CNI_BIN_DIR)}`,
+      `  conf_dir = ${q(net.confDir)}`,
+      '  max_conf_num = 1',
+      '',
+    ].join('\n');
+  }
+  const runtime = criRuntimeTable(dist);
+  const images = 'plugins."io.containerd.cri.v1.images"';
+  return [
+    `[${runtime}]`,
+    ...runtimeKeys,
+    `[${runtime}.containerd]`,
     '  default_runtime_name = "runc"',
-    ...CRI_HANDLERS.flatMap(h => [`${cri.slice(0, -1)}.containerd.runtimes.${h.name}]`, `  runtime_type = ${q(h.runtimeType)}`]),
-    `${cri.slice(0, -1)}.cni]`,
-    `  bin_dir = ${q(CNI_BIN_DIR)}`,
+    ...handlers(runtime),
+    `[${runtime}.cni]`,
+    // bin_dir is deprecated in 2.x (a warning); bin_dirs replaces it.
+    `  bin_dirs = [${q(CNI_BIN_DIR)}]`,
     `  conf_dir = ${q(net.confDir)}`,
     '  max_conf_num = 1',
+    `[${images}]`,
+    '  snapshotter = "overlayfs"',
+    `[${images}.pinned_images]`,
+    `  sandbox = ${q(PAUSE_IMAGE)}`,
+    '[plugins."io.containerd.grpc.v1.cri"]',
+    ...streaming,
     '',
   ].join('\n');
 }
@@ -723,11 +769,12 @@ export async function startCriContainerd(opts: CriContainerdOptions = {}): Promi
   let cd: Containerd;
   try {
     cd = await startContainerd({
+      version: opts.version,
       namespace: CRI_NAMESPACE,
       disabledPlugins: [],
       logLevel: opts.logLevel,
       env: opts.env,
-      extraConfig: criConfig(net) + (opts.extraConfig ?? ''),
+      extraConfig: dist => criConfig(net, dist) + (opts.extraConfig ?? ''),
     });
   } catch (e) {
     fs.rmSync(netDir, { recursive: true, force: true });
@@ -742,8 +789,11 @@ export async function startCriContainerd(opts: CriContainerdOptions = {}): Promi
     if (!seen) throw new Error(`the CRI plugin does not see the imported images: ${JSON.stringify(await env.cri.listImages())}`);
     const ready = await waitFor(
       async () => {
+        // Only these two: containerd 2.x adds ContainerdHasNoDeprecationWarnings, false on this
+        // cgroup v1 machine (informational; the kubelet does not wait for it).
         const s = await env.cri.status();
-        return s.status.conditions.every(c => c.status) && s.status.conditions.length >= 2 ? s : undefined;
+        const ok = (type: string): boolean => s.status.conditions.some(c => c.type === type && c.status);
+        return ok('RuntimeReady') && ok('NetworkReady') ? s : undefined;
       },
       { timeoutMs: 30_000, intervalMs: 100 },
     );

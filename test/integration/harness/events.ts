@@ -50,7 +50,7 @@ export class EventStream {
   private waiters: Array<() => void> = [];
 
   private constructor(private readonly cd: Containerd, maxLifetimeMs: number) {
-    this.proc = spawn('ctr', ['--address', cd.address, 'events'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.proc = spawn(cd.ctrPath, ['--address', cd.address, 'events'], { stdio: ['ignore', 'pipe', 'pipe'] });
     this.killTimer = setTimeout(() => this.proc.kill('SIGKILL'), maxLifetimeMs);
     this.proc.stdout!.setEncoding('utf8');
     this.proc.stdout!.on('data', (s: string) => this.feed(s));

@@ -3,6 +3,7 @@
 export * from './proc';
 export * from './fixtures';
 export * from './containerd';
+export * from './versions';
 export * from './events';
 export * from './leaks';
 export * from './scenario';
@@ -11,3 +12,5 @@ export * from './stdio';
 export * from './cri';
 export * from './direct';
 export * from './tasks-api';
+export * from './introspection';
+export * from './tasks';

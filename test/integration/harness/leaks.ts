@@ -12,8 +12,8 @@ export interface LeakSnapshot {
 
 export interface LeakCheckOptions {
   /**
-   * Container ids the scenario used: their containerd-1.6-style shim sockets
-   * (/run/containerd/s/sha256(address/ns/id)) must be gone.
+   * Container ids the scenario used: their shim sockets (/run/containerd/s/sha256(address/ns/id),
+   * and the 2.x Go shim's sha256(address/ns/id/debug)) must be gone.
    */
   ids?: readonly string[];
   /** How long shims may take to exit after the last ctr command returned (default 10 s). */
@@ -70,7 +70,7 @@ export async function findLeaks(cd: Containerd, before: LeakSnapshot, opts: Leak
     for (const e of safeReaddir(d)) leaks.push(`task dir left: ${path.join(d, e)}`);
   }
 
-  const expected = new Set((opts.ids ?? []).map(id => cd.shimSocketPath(id)));
+  const expected = new Set((opts.ids ?? []).flatMap(id => [cd.shimSocketPath(id), cd.shimSocketPath(id, cd.namespace, true)]));
   const newSockets = safeReaddir(SHIM_SOCKET_DIR).filter(s => !before.sockets.has(s));
   if (newSockets.length) {
     // Tie sockets to processes: one held by a process whose argv names our directory (shims

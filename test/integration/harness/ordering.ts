@@ -9,6 +9,7 @@
 //   3. exactly one /tasks/exit per started process, with the pid of its start event and the
 //      status the caller got (ctr's exit code, Wait, Delete).
 import * as fs from 'node:fs';
+import type { Test } from 'tap';
 import type { Containerd } from './containerd';
 import { BUSYBOX_IMAGE } from './fixtures';
 import { CtrEvent, eventContainerId, EventStream } from './events';
@@ -110,8 +111,16 @@ export interface OrderingReport {
   execExitsPublishedAfterInitExited: number;
 }
 
-/** A `ctr events` timestamp or an RFC 3339 exited_at, as ms since the epoch (fractions kept). */
+/**
+ * A `ctr events` timestamp or an exited_at, as ms since the epoch (fractions kept). ctr 1.x
+ * prints exited_at as RFC 3339, ctr 2.x as a protobuf Timestamp object {seconds, nanos}.
+ */
 export function parseEventTime(s: unknown): number | undefined {
+  if (s !== null && typeof s === 'object' && 'seconds' in s) {
+    const { seconds, nanos } = s as { seconds: unknown; nanos?: unknown };
+    const sec = Number(seconds);
+    return Number.isFinite(sec) ? sec * 1000 + (Number(nanos ?? 0) || 0) / 1e6 : undefined;
+  }
   if (typeof s !== 'string') return undefined;
   const m = /^(\d{4}-\d\d-\d\d)[ T](\d\d:\d\d:\d\d)(?:\.(\d+))?\s*(Z|[+-]\d\d:?\d\d)?/.exec(s);
   if (!m) return undefined;
@@ -820,6 +829,49 @@ export function execIdReuse(ctx: DriverContext, opts: { chains: number; perChain
     }
     await s.removeTask(cid, ok);
   });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Judging a driver's result.
+
+function firstFew<T>(xs: readonly T[], n = 8): T[] {
+  return xs.slice(0, n);
+}
+
+/**
+ * Assert a driver's result. Always: no test that finds nothing passes (the stream showed every
+ * container's end and a start event for every process the callers started) and the ctr calls
+ * that must succeed did. strict: no hung ctr call, every started process exited, and every
+ * violation of the three invariants fails; otherwise violations and hangs are printed as
+ * comments (what a runtime without the guarantee does), never failed on.
+ */
+export function assertOrderingResult(t: Test, res: DriverResult, strict: boolean): void {
+  const rep = res.report;
+  t.ok(res.expectedLifecycles > 0, `processes started (${res.expectedLifecycles})`);
+  t.same(res.unfinished, [], "every container's /containers/delete arrived in the event stream");
+  t.ok(rep.started >= res.expectedLifecycles, `start events for all ${res.expectedLifecycles} processes the callers started (saw ${rep.started})`);
+  t.ok(rep.lifecycles <= res.attempted, `no more lifecycles (${rep.lifecycles}) than processes attempted (${res.attempted})`);
+  t.same(firstFew(res.failures, 5), [], `ctr calls that must succeed did (${res.failures.length} failed)`);
+
+  const by = violationsByInvariant(rep.violations);
+  const names = { 1: 'no exit before its start event', 2: "every exec's exit before the init's exit", 3: 'exactly one exit per started process, right pid and status' };
+  if (strict) {
+    t.same(firstFew(res.timeouts, 3), [], `no ctr call hung (${res.timeouts.length})`);
+    t.equal(rep.lifecycles, rep.started, 'every started process exited');
+    for (const k of [1, 2, 3] as const) {
+      t.same(
+        firstFew(by[k].map(v => v.message)),
+        [],
+        `invariant ${k}: ${names[k]} (${by[k].length} violations${by[k].length ? `: ${summarizeKinds(by[k])}` : ''})`,
+        { events: firstFew(by[k]).map(v => v.events) },
+      );
+    }
+  } else {
+    for (const k of [1, 2, 3] as const) {
+      if (by[k].length) t.comment(`${res.runtime}: invariant ${k} (${names[k]}): ${by[k].length} violations (${summarizeKinds(by[k])}); e.g. ${JSON.stringify(by[k][0]!.events)}`);
+    }
+    if (res.timeouts.length) t.comment(`${res.runtime}: ${res.timeouts.length} ctr calls hung until their timeout; e.g. ${res.timeouts[0]}`);
+  }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -244,7 +244,27 @@ export class StreamingProcess {
 
 /** `ctr --address <cd> -n <ns> ...args` as a StreamingProcess. */
 export function streamCtr(cd: Containerd, args: readonly string[], opts: StreamingOptions = {}): StreamingProcess {
-  return new StreamingProcess('ctr', ['--address', cd.address, '-n', cd.namespace, ...args], opts);
+  return new StreamingProcess(cd.ctrPath, ['--address', cd.address, '-n', cd.namespace, ...args], opts);
+}
+
+/**
+ * Feed `input` to the stdin of `ctr ...args` (a container that prints "ready" on stderr once it
+ * runs, then copies stdin to stdout) and close it. ctr (1.6 at least) closes the task's stdin
+ * only through a closer it installs after the task (or exec) is created, and an EOF that comes
+ * before loses that closer (ctr then never closes stdin and cat never exits): so the input is
+ * written only once "ready" arrived, in several writes, as a pipe would deliver them.
+ * ready: false (and the process killed) when "ready" did not come within 15 s.
+ */
+export async function feedStdin(cd: Containerd, args: readonly string[], input: Buffer): Promise<{ ready: boolean; result: StreamingResult }> {
+  const p = streamCtr(cd, args, { stdin: true, timeoutMs: 30_000 });
+  const ready = await p.stderr.waitForHead('ready\n', 15_000);
+  if (!ready) {
+    p.kill();
+    return { ready, result: await p.result() };
+  }
+  for (let off = 0; off < input.length; off += 100_000) await p.write(input.subarray(off, off + 100_000));
+  p.endStdin();
+  return { ready, result: await p.result() };
 }
 
 /** A StreamingResult for assertion messages (heads only). */
@@ -491,7 +511,7 @@ export class PtyProcess {
 
 /** `ctr --address <cd> -n <ns> ...args` on a pty of rows x cols. */
 export function ptyCtr(cd: Containerd, args: readonly string[], opts: { rows: number; cols: number; timeoutMs?: number }): PtyProcess {
-  return new PtyProcess(['ctr', '--address', cd.address, '-n', cd.namespace, ...args], opts);
+  return new PtyProcess([cd.ctrPath, '--address', cd.address, '-n', cd.namespace, ...args], opts);
 }
 
 // ---------------------------------------------------------------------------------------------
