@@ -11,14 +11,18 @@ import { failedPrecondition, invalidArgument, runtimeError } from './errors';
 
 const OPTIONS_TYPE = 'containerd.runc.v1.CheckpointOptions';
 
-export interface CheckpointRequestOptions {
-  exit?: boolean;
+/** criu's settings for a dump or a restore, as every containerd options message spells them. */
+export interface CriuFlags {
   open_tcp?: boolean;
   external_unix_sockets?: boolean;
   terminal?: boolean;
   file_locks?: boolean;
   empty_namespaces?: string[];
   cgroups_mode?: string;
+}
+
+export interface CheckpointRequestOptions extends CriuFlags {
+  exit?: boolean;
   image_path?: string;
   work_path?: string;
 }

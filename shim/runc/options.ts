@@ -7,6 +7,7 @@ import * as fs from 'node:fs';
 import { parse as parseToml } from 'smol-toml';
 import { messageType } from '../framework/proto';
 import type { RuncOptions } from './bundle';
+import type { CriuFlags } from './checkpoint';
 import { invalidArgument } from './errors';
 
 const RUNC_OPTIONS = 'containerd.runc.v1.Options';
@@ -18,7 +19,8 @@ const CRI_OPTIONS = 'runtimeoptions.v1.Options';
 const LEGACY_CREATE_OPTIONS = 'containerd.linux.runc.CreateOptions';
 const OPTION_TYPES = [RUNC_OPTIONS, CRI_OPTIONS, LEGACY_CREATE_OPTIONS];
 
-interface LegacyCreateOptions {
+/** Its criu flags only apply to a restore (the v1 runtime's), which runcts does not do. */
+interface LegacyCreateOptions extends CriuFlags {
   no_pivot_root?: boolean;
   no_new_keyring?: boolean;
   shim_cgroup?: string;
@@ -26,15 +28,8 @@ interface LegacyCreateOptions {
   io_gid?: number;
   criu_work_path?: string;
   criu_image_path?: string;
-  // Restore-only settings of the v1 runtime (criu restore): runcts does not restore.
-  open_tcp?: boolean;
-  external_unix_sockets?: boolean;
-  terminal?: boolean;
-  file_locks?: boolean;
-  empty_namespaces?: string[];
-  cgroups_mode?: string;
 }
-const RESTORE_ONLY: (keyof LegacyCreateOptions)[] = ['open_tcp', 'external_unix_sockets', 'terminal', 'file_locks', 'empty_namespaces', 'cgroups_mode'];
+const RESTORE_ONLY: (keyof CriuFlags)[] = ['open_tcp', 'external_unix_sockets', 'terminal', 'file_locks', 'empty_namespaces', 'cgroups_mode'];
 
 function typeName(typeUrl: string): string {
   return typeUrl.replace(/^.*\//, '');
