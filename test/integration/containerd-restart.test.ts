@@ -11,28 +11,7 @@ import t from 'tap';
 import type { Test } from 'tap';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { BUSYBOX_IMAGE, Containerd, EventStream, RUNTIME_RUNCTS, expectCode, isAlive, readProcess, scenario, sleep, waitFor } from './harness';
-
-interface TaskRow {
-  id: string;
-  pid: number;
-  status: string;
-}
-
-/** `ctr task ls` rows: TASK PID STATUS. */
-async function taskList(cd: Containerd): Promise<TaskRow[]> {
-  const r = await cd.ctrOk(['task', 'ls']);
-  return r.stdout
-    .split('\n')
-    .slice(1)
-    .map(l => l.trim().split(/\s+/))
-    .filter(f => f.length === 3)
-    .map(([id, pid, status]) => ({ id: id!, pid: Number(pid), status: status! }));
-}
-
-async function taskRow(cd: Containerd, id: string): Promise<TaskRow | undefined> {
-  return (await taskList(cd)).find(r => r.id === id);
-}
+import { BUSYBOX_IMAGE, Containerd, EventStream, RUNTIME_RUNCTS, expectCode, isAlive, readProcess, scenario, sleep, waitFor, taskList, taskRow } from './harness';
 
 /** `ctr task ps`: pid → INFO column. */
 async function taskPs(cd: Containerd, id: string): Promise<Map<number, string>> {

@@ -200,6 +200,43 @@ async function grouping(t: Test, { cd, runtime, id }: ScenarioContext): Promise<
   t.ok(await waitFor(() => shimDaemons(cd).length === 0, { timeoutMs: 10_000 }), 'the daemon exits with its last container');
 }
 
+/** Where the 2.3 scenario below has containerd put shim sockets (socket_dir). */
+const socketDirOf = (cd: Containerd): string => path.join(cd.dir, 's');  // as extraConfig below
+
+// Runtime options arrive in this containerd's dialect (2.3: inside BootstrapParams, with the
+// socket_dir of its config; before: the options Any): ShimCgroup places the daemon, and on 2.3 the
+// socket and the address containerd keeps (bootstrap.json) are in socket_dir and nowhere else.
+async function startOptions(t: Test, { cd, runtime, id }: ScenarioContext): Promise<void> {
+  if (fs.existsSync('/sys/fs/cgroup/cgroup.controllers')) return void t.fail('written for the cgroup v1 hosts of this project (v2: test/unit/shim-citizenship)');
+  const group = `/runcts-matrix-${crypto.randomBytes(4).toString('hex')}`;
+  const memory = path.join('/sys/fs/cgroup/memory', group);
+  fs.mkdirSync(memory);
+  t.teardown(() => fs.rmdirSync(memory));
+  const config = path.join(cd.dir, 'shim-cgroup.toml');
+  fs.writeFileSync(config, `ShimCgroup = ${JSON.stringify(group)}\n`);
+  const cid = id('opts');
+  const pid = await runDetached(t, cd, runtime, cid, ['sleep', '1000'], ['--runtime-config-path', config]);
+  if (pid === undefined) return;
+  const daemon = shimDaemons(cd)[0];
+  t.ok(daemon, 'the daemon');
+  const memLine = fs.readFileSync(`/proc/${daemon?.pid ?? 0}/cgroup`, 'utf8').split('\n').find(l => /^\d+:memory:/.test(l));
+  t.equal(memLine?.split(':')[2], group, 'the daemon is in the ShimCgroup');
+  const address = fs.readFileSync(path.join(cd.taskStateDir(), cid, 'address'), 'utf8');
+  if (cd.dist.configVersion >= 4) {
+    const socket = path.join(socketDirOf(cd), sha256Hex(path.join(cd.address, cd.namespace, cid)));
+    t.equal(address, `unix://${socket}`, 'the address names socket_dir');
+    t.ok(fs.statSync(socket).isSocket(), 'the socket is there');
+    t.notOk(fs.existsSync(cd.shimSocketPath(cid)), 'and not in /run/containerd/s');
+    const boot = JSON.parse(fs.readFileSync(path.join(cd.taskStateDir(), cid, 'bootstrap.json'), 'utf8')) as { version?: number; address?: string; protocol?: string };
+    t.same(boot, { version: 3, address: `unix://${socket}`, protocol: 'ttrpc' }, 'containerd kept our BootstrapResult');
+  } else {
+    t.equal(address, `unix://${cd.shimSocketPath(cid)}`, 'the address: /run/containerd/s');
+  }
+  await killAndDelete(t, cd, cid);
+  t.ok(await waitFor(() => shimDaemons(cd).length === 0, { timeoutMs: 10_000 }), 'the daemon exits');
+  if (cd.dist.configVersion >= 4) t.same(fs.readdirSync(socketDirOf(cd)), [], 'socket_dir left empty');
+}
+
 // containerd 2.x's Introspection.PluginInfo for the runtime plugin runs `<shim> -info` (the CRI
 // plugin does so for every handler at start) and answers with the shim's RuntimeInfo.
 const SHIM_NAMES: Readonly<Record<string, string>> = {
@@ -239,6 +276,10 @@ function versionTests(t: Test, version: ContainerdVersion): void {
   // A grouped daemon lingers 10 s after its last container by default: 100 ms here.
   scenario(t, 'ShimGrouping = "namespace": one daemon for three containers', grouping, {
     containerd: { version, env: { RUNCTS_SHIM_LINGER_MS: '100' } },
+    runtimes: runtimesUnderTest().filter(r => r === RUNTIME_RUNCTS),
+  });
+  scenario(t, 'runtime options in this dialect: ShimCgroup; on 2.3 socket_dir', startOptions, {
+    containerd: { version, extraConfig: (dist, dir) => (dist.configVersion >= 4 ? `[plugins."io.containerd.shim.v1.manager"]\n  socket_dir = ${JSON.stringify(path.join(dir, 's'))}\n` : '') },
     runtimes: runtimesUnderTest().filter(r => r === RUNTIME_RUNCTS),
   });
   if (version.startsWith('2.')) scenario(t, 'Introspection.PluginInfo: the runtime plugin answers with the shim -info', introspection, { containerd, image: false });

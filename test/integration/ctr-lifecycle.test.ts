@@ -2,28 +2,7 @@
 // (run -d, task ls/ps/kill/delete, container delete), and the error cases around it.
 import t from 'tap';
 import type { Test } from 'tap';
-import { BUSYBOX_IMAGE, Containerd, expectCode, readProcess, RUNTIME_RUNC, RUNTIME_RUNCTS, scenario, waitFor } from './harness';
-
-interface TaskRow {
-  id: string;
-  pid: number;
-  status: string;
-}
-
-/** `ctr task ls` rows: TASK PID STATUS. */
-async function taskList(cd: Containerd): Promise<TaskRow[]> {
-  const r = await cd.ctrOk(['task', 'ls']);
-  return r.stdout
-    .split('\n')
-    .slice(1)
-    .map(l => l.trim().split(/\s+/))
-    .filter(f => f.length === 3)
-    .map(([id, pid, status]) => ({ id: id!, pid: Number(pid), status: status! }));
-}
-
-async function taskRow(cd: Containerd, id: string): Promise<TaskRow | undefined> {
-  return (await taskList(cd)).find(r => r.id === id);
-}
+import { BUSYBOX_IMAGE, Containerd, expectCode, readProcess, RUNTIME_RUNC, RUNTIME_RUNCTS, scenario, waitFor, taskList, taskRow } from './harness';
 
 /** The shim binary each runtime must resolve to (the runcts one is a node script). */
 function shimMatches(runtime: string, argv: string[]): boolean {

@@ -22,32 +22,13 @@ import {
   sleep,
   useTasksApi,
   waitFor,
+  taskList,
+  taskRow,
 } from './harness';
 import { messageType } from '../../shim/framework/proto';
 
 // ---------------------------------------------------------------------------------------------
 // ctr helpers
-
-interface TaskRow {
-  id: string;
-  pid: number;
-  status: string;
-}
-
-/** `ctr task ls` rows: TASK PID STATUS. */
-async function taskList(cd: Containerd): Promise<TaskRow[]> {
-  const r = await cd.ctrOk(['task', 'ls']);
-  return r.stdout
-    .split('\n')
-    .slice(1)
-    .map(l => l.trim().split(/\s+/))
-    .filter(f => f.length === 3)
-    .map(([id, pid, status]) => ({ id: id!, pid: Number(pid), status: status! }));
-}
-
-async function taskRow(cd: Containerd, id: string): Promise<TaskRow | undefined> {
-  return (await taskList(cd)).find(r => r.id === id);
-}
 
 async function waitStatus(cd: Containerd, id: string, status: string, timeoutMs = 15_000): Promise<boolean> {
   return waitFor(async () => (await taskRow(cd, id))?.status === status, { timeoutMs, intervalMs: 100 });

@@ -93,7 +93,7 @@ export interface ContainerdOptions {
    * TOML appended to the generated config.toml. A function gets this containerd's version
    * details (the CRI plugin's tables moved between versions).
    */
-  extraConfig?: string | ((dist: ContainerdDist) => string);
+  extraConfig?: string | ((dist: ContainerdDist, dir: string) => string);
   /** containerd log level (default "debug": shims' logs then reach containerd's log too). */
   logLevel?: string;
   /** How long to wait for `ctr version` to answer (default 30 s). */
@@ -241,7 +241,7 @@ export class Containerd {
     fs.mkdirSync(this.binDir, { recursive: true });
     fs.symlinkSync(path.join(repoRoot(), 'bin/containerd-shim-runcts-v2'), path.join(this.binDir, 'containerd-shim-runcts-v2'));
     const disabled = opts.disabledPlugins ?? ['io.containerd.grpc.v1.cri'];
-    const extra = typeof opts.extraConfig === 'function' ? opts.extraConfig(this.dist) : (opts.extraConfig ?? '');
+    const extra = typeof opts.extraConfig === 'function' ? opts.extraConfig(this.dist, this.dir) : (opts.extraConfig ?? '');
     const config = [
       containerdConfig(this.dist, {
         root: this.root,
