@@ -10,7 +10,7 @@ import type { AnyMessage, StartInput } from '../framework/bootstrap';
 import type { Manager, RuntimeInfo, ServeContext, Started, StopStatus } from '../framework/shim';
 import { VERSION } from '../framework/shim';
 import {
-  SOCKET_DIR, canConnect, ensureSocketDir, listenUnix, readAddress, removeSocket, socketAddress, socketPath, writeAddress,
+  canConnect, ensureSocketDir, listenUnix, readAddress, removeSocket, socketAddress, socketPath, writeAddress,
 } from '../framework/socket';
 import { readBundleState, type RuncOptions } from './bundle';
 import { decodeOptions, runtimeOptionsOf } from './options';
